@@ -1,0 +1,8 @@
+"""Shared rich consoles: results on stdout, messages and progress on stderr."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -1,0 +1,37 @@
+"""Entry point of the ``mlfleet`` console script: one Typer app, a module per group.
+
+User errors (``MlfleetError``) end as one line on stderr and their exit code, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mlfleet.cli import data as data_cli
+from mlfleet.cli.console import err_console
+from mlfleet.errors import MlfleetError
+
+app = typer.Typer(
+    name="mlfleet",
+    help="mlfleet: validated data, tracked training, one serving fleet — on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, mapping mlfleet errors to a message and an exit code."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except MlfleetError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

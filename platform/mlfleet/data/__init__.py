@@ -1,0 +1,1 @@
+"""Data quality: contracts, sources, validation rules, dataset versions and profiles."""

@@ -1,0 +1,309 @@
+"""Where data comes from: files (CSV, Parquet, JSON lines, globbed) and SQLite tables.
+
+This module resolves SOURCE arguments, hashes their bytes and reads raw batches with a
+1-based row number per source; it knows nothing about contracts.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from mlfleet.data.rules import ROW_COLUMN
+from mlfleet.errors import SourceError
+
+SourceKind = Literal["csv", "parquet", "jsonl", "sqlite"]
+
+_SUFFIXES: dict[str, SourceKind] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+_COMPRESSION = (".gz", ".bz2", ".zst", ".lz4")
+
+# Rows per raw batch: large batches amortise per-batch work (one Parquet file written
+# per batch, fixed costs of each compute call) while staying far below Ray's block cap.
+BATCH_ROWS = 262_144
+CSV_BLOCK_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Source:
+    """One resolved input: a file or a SQLite table."""
+
+    index: int
+    uri: str
+    kind: SourceKind
+    path: Path
+    table: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How quarantined rows name their source."""
+        return self.uri
+
+
+def _kind_of(path: Path) -> SourceKind:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    kind = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if kind is None:
+        raise SourceError(
+            f"{path}: unsupported file type (use .csv, .parquet, .jsonl or sqlite:///file.db?table=T)"
+        )
+    return kind
+
+
+def _sqlite_source(text: str, index: int) -> Source:
+    parts = urlsplit(text)
+    # sqlite:///relative.db and sqlite:////absolute.db, as SQLAlchemy spells them.
+    raw_path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not raw_path:
+        raise SourceError(f"{text}: no database file in the URL")
+    tables = parse_qs(parts.query).get("table", [])
+    if len(tables) != 1 or not tables[0]:
+        raise SourceError(f"{text}: name exactly one table, e.g. sqlite:///file.db?table=orders")
+    path = Path(raw_path).expanduser().resolve()
+    if not path.is_file():
+        raise SourceError(f"{text}: database file not found: {path}")
+    table = tables[0]
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = ?", (table,)
+        ).fetchone()
+    if not found:
+        raise SourceError(f"{text}: table {table!r} not found in {path.name}")
+    return Source(index=index, uri=f"sqlite:///{path}?table={table}", kind="sqlite",
+                  path=path, table=table)
+
+
+def resolve_sources(specs: list[str]) -> list[Source]:
+    """Expand SOURCE arguments (paths, globs, SQLite URLs) in the order given.
+
+    Raises:
+        SourceError: when a path does not exist, a glob matches nothing or a type is unknown.
+    """
+    if not specs:
+        raise SourceError("give at least one SOURCE (file, glob or sqlite:///file.db?table=T)")
+    out: list[Source] = []
+    seen: set[str] = set()
+    for spec in specs:
+        candidates: list[Source]
+        if spec.startswith("sqlite:"):
+            candidates = [_sqlite_source(spec, 0)]
+        else:
+            if any(ch in spec for ch in "*?["):
+                matches = sorted(glob.glob(spec, recursive=True))
+                paths = [Path(m) for m in matches if Path(m).is_file()]
+                if not paths:
+                    raise SourceError(f"{spec}: the pattern matches no file")
+            else:
+                paths = [Path(spec)]
+                if not paths[0].is_file():
+                    raise SourceError(f"{spec}: file not found")
+            candidates = []
+            for p in paths:
+                resolved = p.expanduser().resolve()
+                candidates.append(Source(index=0, uri=str(resolved), kind=_kind_of(resolved),
+                                         path=resolved))
+        for src in candidates:
+            if src.uri in seen:
+                continue  # The same file named twice is read once.
+            seen.add(src.uri)
+            out.append(Source(len(out), src.uri, src.kind, src.path, src.table))
+    return out
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_sources(sources: list[Source]) -> list[str]:
+    """sha256 of each source's bytes (the SQLite file for a table), hashed in parallel."""
+    with ThreadPoolExecutor(max_workers=min(8, len(sources))) as pool:
+        return list(pool.map(lambda s: _sha256_file(s.path), sources))
+
+
+# --- raw readers: each yields pyarrow tables with a 1-based `_row` column ------------------
+
+def _with_rows(table: pa.Table, first_row: int) -> pa.Table:
+    rows = pa.array(range(first_row, first_row + table.num_rows), pa.int64())
+    return table.append_column(ROW_COLUMN, rows)
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch | pa.Table], first_row: int) -> Iterator[pa.Table]:
+    pending: list[pa.Table] = []
+    size = 0
+    row = first_row
+    for batch in batches:
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        if table.num_rows == 0:
+            continue
+        pending.append(table)
+        size += table.num_rows
+        if size >= BATCH_ROWS:
+            merged = pa.concat_tables(pending, promote_options="permissive")
+            yield _with_rows(merged, row)
+            row += merged.num_rows
+            pending, size = [], 0
+    if pending:
+        yield _with_rows(pa.concat_tables(pending, promote_options="permissive"), row)
+
+
+def read_csv(path: Path) -> Iterator[pa.Table]:
+    """Stream a CSV file as text columns (types are the contract's business)."""
+    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    # A small first block is enough to learn the header names.
+    with pa.input_stream(str(path), compression="detect") as stream:
+        names = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 20),
+                               parse_options=parse).schema.names
+    # Every column as text: the contract decides what a value means.
+    with pa.input_stream(str(path), compression="detect") as stream:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+        )
+        yield from _rebatch(iter(reader), 1)
+
+
+def read_parquet(path: Path, row_groups: list[int] | None = None, first_row: int = 1
+                 ) -> Iterator[pa.Table]:
+    """Stream some (default all) row groups of a Parquet file, keeping their types."""
+    pf = pq.ParquetFile(str(path))
+    groups = row_groups if row_groups is not None else list(range(pf.num_row_groups))
+    if not groups:
+        return
+    yield from _rebatch(pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups,
+                                        use_threads=False), first_row)
+
+
+def _jsonl_python(path: Path) -> Iterator[pa.Table]:
+    # Slow path for files whose values change type between records (the fast Arrow reader
+    # refuses them): every scalar is kept as text, nested values as JSON text.
+    def text(value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return str(value)
+
+    def flush(records: list[dict[str, object]], first: int) -> pa.Table:
+        names: dict[str, None] = {}
+        for rec in records:
+            names.update(dict.fromkeys(rec))
+        table = pa.table({n: pa.array([text(r.get(n)) for r in records], pa.string())
+                          for n in names})
+        return _with_rows(table, first)
+
+    records: list[dict[str, object]] = []
+    first = 1
+    opener = pa.input_stream(str(path), compression="detect")
+    with opener as stream:
+        for lineno, line in enumerate(stream.read().decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SourceError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise SourceError(f"{path}: line {lineno} is not a JSON object")
+            records.append(rec)
+            if len(records) >= BATCH_ROWS:
+                yield flush(records, first)
+                first += len(records)
+                records = []
+    if records:
+        yield flush(records, first)
+
+
+def read_jsonl(path: Path) -> Iterator[pa.Table]:
+    """Stream a JSON-lines file; Arrow's reader first, a tolerant reader if types vary."""
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            table = pajson.read_json(stream, read_options=pajson.ReadOptions(block_size=16 << 20))
+    except pa.ArrowInvalid:
+        yield from _jsonl_python(path)
+        return
+    yield from _rebatch(iter(table.to_batches()), 1)
+
+
+def sqlite_text_query(source: Source) -> str:
+    """SQL that reads a table as text columns with a 1-based row number.
+
+    Text keeps a column that mixes integers and strings (SQLite allows it) from breaking
+    Arrow conversion; the contract parses the values afterwards.
+    """
+    assert source.table is not None
+    with sqlite3.connect(f"file:{source.path}?mode=ro", uri=True) as conn:
+        cols = [row[1] for row in conn.execute(f'PRAGMA table_info("{_quote(source.table)}")')]
+    select = ", ".join(f'CAST("{_quote(c)}" AS TEXT) AS "{_quote(c)}"' for c in cols)
+    return (f'SELECT {select}, ROW_NUMBER() OVER (ORDER BY rowid) AS "{ROW_COLUMN}" '
+            f'FROM "{_quote(source.table)}" ORDER BY rowid')
+
+
+def _quote(identifier: str) -> str:
+    return identifier.replace('"', '""')
+
+
+def count_rows(source: Source) -> int | None:
+    """Rows in a source when known without reading it (Parquet metadata, SQL count)."""
+    if source.kind == "parquet":
+        return int(pq.ParquetFile(str(source.path)).metadata.num_rows)
+    return None
+
+
+def read_sqlite(source: Source, limit: int | None = None) -> pa.Table:
+    """Read a SQLite table as text columns in one process (for samples and tests)."""
+    query = sqlite_text_query(source) + (f" LIMIT {int(limit)}" if limit else "")
+    with sqlite3.connect(f"file:{source.path}?mode=ro", uri=True) as conn:
+        cursor = conn.execute(query)
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    table = pa.table({n: pa.array([r[i] for r in rows], pa.string())
+                      for i, n in enumerate(names) if n != ROW_COLUMN})
+    return table
+
+
+def read_sample(source: Source, limit: int) -> pa.Table:
+    """The first ``limit`` raw rows of a source, without Ray (used by contract inference)."""
+    if source.kind == "sqlite":
+        return read_sqlite(source, limit)
+    reader = {"csv": read_csv, "parquet": read_parquet, "jsonl": read_jsonl}[source.kind]
+    parts: list[pa.Table] = []
+    rows = 0
+    for table in reader(source.path):  # type: ignore[operator]
+        parts.append(table.drop_columns([ROW_COLUMN]))
+        rows += table.num_rows
+        if rows >= limit:
+            break
+    if not parts:
+        return pa.table({})
+    return pa.concat_tables(parts, promote_options="permissive").slice(0, limit)

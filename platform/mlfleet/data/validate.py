@@ -1,0 +1,353 @@
+"""Turn raw sources into a dataset version: the Ray Data pipeline around the pure rules.
+
+Pass 1 streams every source through one ``map_batches`` transform that normalises,
+parses and checks a batch (rules.py), writes its valid rows (curated Parquet) and its
+rejected rows (quarantine Parquet) and returns a small summary: counts, failure
+examples, quantile sketches and the valid rows' key hashes. The driver then finds
+duplicates across all sources from the hashes alone, rewrites the few files that hold
+them, and pass 2 streams the curated data once more to count each feature against the
+reference bin edges. No row ever travels to the driver.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlfleet import __version__
+from mlfleet.data import dedup, profile, report, rules, versions
+from mlfleet.data.contract import Contract
+from mlfleet.data.reading import SRC_COLUMN, raw_datasets
+from mlfleet.data.sources import Source, hash_sources, resolve_sources
+from mlfleet.errors import SourceError, UsageError
+from mlfleet.settings import Settings
+
+DATA_DIR = "data"
+QUARANTINE_DIR = "quarantine"
+EXAMPLES_PER_RULE = 3
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class BatchSummary:
+    """What one validated batch reports back to the driver (small: no rows)."""
+
+    src: int
+    first_row: int
+    rows_in: int
+    rows_valid: int
+    data_file: str | None
+    reasons: Counter[str] = field(default_factory=Counter)
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    sketches: dict[str, profile.QuantileSketch] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    orders: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+
+
+@dataclass
+class ValidationResult:
+    """The outcome of ``validate``: the manifest and where the version lives."""
+
+    manifest: versions.Manifest
+    path: Path
+    reused: bool = False
+
+
+def _pack(obj: object) -> pa.Table:
+    return pa.table({"summary": pa.array([pickle.dumps(obj, protocol=5)], pa.binary())})
+
+
+def _unpack(table: pa.Table) -> list[Any]:
+    return [pickle.loads(b) for b in table.column("summary").to_pylist()]
+
+
+def _file_name(src: int, first_row: int) -> str:
+    # Named by position in the input, so a retried task overwrites its own output.
+    return f"part-{src:05d}-{first_row:012d}.parquet"
+
+
+def validate_batch(batch: pa.Table, *, contract: Contract, out_dir: str,
+                   labels: list[str]) -> pa.Table:
+    """Ray Data transform: validate one raw batch, write its outputs, return a summary."""
+    src = int(batch.column(SRC_COLUMN)[0].as_py())
+    batch = batch.drop_columns([SRC_COLUMN])
+    row_numbers = batch.column(rules.ROW_COLUMN).combine_chunks()
+    first_row = int(row_numbers[0].as_py())
+    checked = rules.check_batch(batch, contract)
+    name = _file_name(src, first_row)
+    summary = BatchSummary(src=src, first_row=first_row, rows_in=batch.num_rows,
+                           rows_valid=0, data_file=None)
+
+    bad_rows = np.nonzero(checked.bad)[0]
+    if bad_rows.size:
+        quarantined = rules.quarantine_rows(batch, checked, contract, bad_rows, labels[src],
+                                            row_numbers)
+        pq.write_table(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
+        for (column, code), mask in checked.failures.items():
+            hit = np.nonzero(mask)[0]
+            summary.failures[(column, code)] += int(hit.size)
+            raw_col = quarantined.column(column) if column in quarantined.column_names else None
+            examples = []
+            for pos in hit[:EXAMPLES_PER_RULE]:
+                q_pos = int(np.searchsorted(bad_rows, pos))
+                value = raw_col[q_pos].as_py() if raw_col is not None else None
+                if raw_col is None:  # an unknown column: its value sits in _extra
+                    value = quarantined.column(rules.EXTRA_COLUMN)[q_pos].as_py()
+                examples.append({"source": labels[src], "row": int(row_numbers[int(pos)].as_py()),
+                                 "value": value})
+            summary.examples[(column, code)] = examples
+        codes: Counter[str] = Counter()
+        for reasons in quarantined.column(rules.REASONS_COLUMN).to_pylist():
+            codes.update(reasons)
+        summary.reasons = codes
+
+    good = ~checked.bad
+    valid = checked.typed.filter(pa.array(good)) if bad_rows.size else checked.typed
+    summary.rows_valid = valid.num_rows
+    if valid.num_rows:
+        pq.write_table(valid, f"{out_dir}/{DATA_DIR}/{name}")
+        summary.data_file = name
+        valid_rows = row_numbers.filter(pa.array(good)) if bad_rows.size else row_numbers
+        summary.orders = dedup.row_orders(src, valid_rows.to_numpy())
+        summary.hashes = dedup.key_hashes(valid, contract.keys)
+        for col in contract.columns:
+            if profile.profiled(col) == "numeric":
+                part = profile.column_partial(valid.column(col.name), col, sketch=True)
+                if part.sketch is not None and part.min is not None and part.max is not None:
+                    summary.sketches[col.name] = part.sketch
+                    summary.bounds[col.name] = (part.min, part.max)
+    return _pack(summary)
+
+
+def stats_batch(batch: pa.Table, *, contract: Contract,
+                edges: dict[str, list[float]]) -> pa.Table:
+    """Ray Data transform (pass 2): column statistics and bin counts of curated rows."""
+    parts = {
+        col.name: profile.column_partial(batch.column(col.name), col, sketch=False,
+                                         edges=edges.get(col.name))
+        for col in contract.columns
+    }
+    return _pack(parts)
+
+
+def _drop_duplicates(staging: Path, summaries: list[BatchSummary], contract: Contract,
+                     labels: list[str]) -> int:
+    """Move every later occurrence of a key into quarantine; returns how many moved."""
+    with_rows = [s for s in summaries if s.data_file]
+    if not with_rows:
+        return 0
+    hashes = np.concatenate([s.hashes for s in with_rows])
+    dups, firsts = dedup.duplicate_positions(hashes)
+    if dups.size == 0:
+        return 0
+    orders = np.concatenate([s.orders for s in with_rows])
+    starts = np.cumsum([0] + [s.orders.size for s in with_rows])
+    owner = np.searchsorted(starts, dups, side="right") - 1
+    key_label = "+".join(contract.keys) if contract.keys else "*"
+    for batch_idx in np.unique(owner):
+        summary = with_rows[int(batch_idx)]
+        local = dups[owner == batch_idx] - starts[batch_idx]
+        first_of = firsts[owner == batch_idx]
+        assert summary.data_file is not None
+        path = staging / DATA_DIR / summary.data_file
+        table = pq.read_table(path)
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[local] = False
+        if keep.any():
+            pq.write_table(table.filter(pa.array(keep)), path)
+        else:
+            path.unlink()
+        dropped = table.take(pa.array(local, pa.int64()))
+        n = dropped.num_rows
+        arrays = [rules._as_text(dropped.column(c.name).combine_chunks()) for c in contract.columns]
+        srcs_rows = [dedup.split_order(o) for o in orders[dups[owner == batch_idx]]]
+        firsts_where = [dedup.split_order(o) for o in orders[first_of]]
+        arrays += [
+            pa.nulls(n, pa.string()),
+            pa.array([labels[s] for s, _ in srcs_rows], pa.string()),
+            pa.array([r for _, r in srcs_rows], pa.int64()),
+            pa.array([[rules.DUPLICATE]] * n, pa.list_(pa.string())),
+            pa.array([[f"{key_label}:{rules.DUPLICATE}"]] * n, pa.list_(pa.string())),
+        ]
+        table_q = pa.Table.from_arrays(arrays, schema=rules.quarantine_schema(contract))
+        pq.write_table(table_q, staging / QUARANTINE_DIR / f"dup-{summary.data_file}")
+        summary.rows_valid -= n
+        summary.reasons[rules.DUPLICATE] += n
+        summary.failures[(key_label, rules.DUPLICATE)] += n
+        examples = summary.examples.setdefault((key_label, rules.DUPLICATE), [])
+        for (s, r), (fs, fr) in zip(srcs_rows, firsts_where, strict=True):
+            if len(examples) >= EXAMPLES_PER_RULE:
+                break
+            examples.append({"source": labels[s], "row": r,
+                             "value": f"repeats {labels[fs]} row {fr}"})
+    return int(dups.size)
+
+
+def _edges(summaries: list[BatchSummary], contract: Contract) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for col in contract.columns:
+        parts = [s.sketches[col.name] for s in summaries if col.name in s.sketches]
+        if not parts:
+            continue
+        lo = min(s.bounds[col.name][0] for s in summaries if col.name in s.bounds)
+        hi = max(s.bounds[col.name][1] for s in summaries if col.name in s.bounds)
+        out[col.name] = profile.bin_edges(profile.QuantileSketch.merge(parts), lo, hi)
+    return out
+
+
+def _existing(final: Path, limit: float) -> ValidationResult:
+    manifest = versions.read_manifest(final)
+    status = versions.status_for(manifest.quarantine_fraction, limit)
+    if status != manifest.status or limit != manifest.max_quarantine_fraction:
+        # Same data, new threshold: only the verdict changes, never the rows.
+        manifest = manifest.model_copy(update={"status": status,
+                                               "max_quarantine_fraction": limit})
+        versions.write_json(final / versions.MANIFEST, manifest.model_dump(mode="json"))
+    return ValidationResult(manifest=manifest, path=final, reused=True)
+
+
+def validate(contract: Contract, source_specs: list[str], settings: Settings, *,
+             max_quarantine_fraction: float = 0.05,
+             progress: Progress | None = None) -> ValidationResult:
+    """Validate sources against a contract and write (or reuse) the dataset version.
+
+    Args:
+        contract: The data contract.
+        source_specs: SOURCE arguments (paths, globs, ``sqlite:///f.db?table=T``) in order.
+        settings: Where datasets live and which Ray to use.
+        max_quarantine_fraction: Above this fraction of rejected rows the version fails.
+        progress: Called with the number of rows processed so far.
+
+    Raises:
+        SourceError: a source is missing or unreadable.
+        UsageError: the threshold is out of range.
+    """
+    if not 0.0 <= max_quarantine_fraction <= 1.0:
+        raise UsageError("--max-quarantine-fraction must be between 0 and 1")
+    sources = resolve_sources(source_specs)
+    digests = hash_sources(sources)
+    version = versions.version_id(contract, sources, digests)
+    final = versions.version_dir(settings.datasets_dir, contract.name, version)
+    if (final / versions.MANIFEST).is_file():
+        return _existing(final, max_quarantine_fraction)
+
+    from mlfleet.ray_runtime import ensure_ray
+
+    ensure_ray(settings)
+    staging = final.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
+    (staging / DATA_DIR).mkdir(parents=True)
+    (staging / QUARANTINE_DIR).mkdir()
+    try:
+        result = _run(contract, sources, digests, version, staging, final,
+                      max_quarantine_fraction, progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _run(contract: Contract, sources: list[Source], digests: list[str], version: str,
+         staging: Path, final: Path, limit: float, progress: Progress | None) -> ValidationResult:
+    import ray.data
+
+    labels = [s.label for s in sources]
+    datasets = [
+        ds.map_batches(validate_batch, batch_format="pyarrow", batch_size=None,
+                       zero_copy_batch=True,
+                       fn_kwargs={"contract": contract, "out_dir": str(staging),
+                                  "labels": labels})
+        for ds in raw_datasets(sources)
+    ]
+    pipeline = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+    summaries: list[BatchSummary] = []
+    done = 0
+    try:
+        for table in pipeline.iter_batches(batch_format="pyarrow", batch_size=None):
+            for summary in _unpack(table):
+                summaries.append(summary)
+                done += summary.rows_in
+                if progress:
+                    progress(done)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, SourceError | pa.ArrowInvalid | UnicodeDecodeError):
+            raise SourceError(str(cause).splitlines()[0]) from None
+        raise
+    summaries.sort(key=lambda s: (s.src, s.first_row))
+
+    duplicates = _drop_duplicates(staging, summaries, contract, labels)
+    edges = _edges(summaries, contract)
+    rows_valid = sum(s.rows_valid for s in summaries)
+    partials: dict[str, profile.ColumnPartial] = {}
+    if rows_valid:
+        curated = ray.data.read_parquet(str(staging / DATA_DIR))
+        stats = curated.map_batches(stats_batch, batch_format="pyarrow", batch_size=None,
+                                    zero_copy_batch=True,
+                                    fn_kwargs={"contract": contract, "edges": edges})
+        for table in stats.iter_batches(batch_format="pyarrow", batch_size=None):
+            for parts in _unpack(table):
+                for name, part in parts.items():
+                    partials[name] = partials[name].merge(part) if name in partials else part
+
+    rows_in = sum(s.rows_in for s in summaries)
+    quarantined = rows_in - rows_valid
+    reasons: Counter[str] = Counter()
+    failures: Counter[tuple[str, str]] = Counter()
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    per_source: dict[int, list[int]] = {s.index: [0, 0] for s in sources}
+    for s in summaries:
+        reasons.update(s.reasons)
+        failures.update(s.failures)
+        per_source[s.src][0] += s.rows_in
+        per_source[s.src][1] += s.rows_valid
+        for key, items in s.examples.items():
+            room = EXAMPLES_PER_RULE - len(examples.setdefault(key, []))
+            examples[key].extend(items[:max(room, 0)])
+    fraction = quarantined / rows_in if rows_in else 0.0
+    manifest = versions.Manifest(
+        name=contract.name,
+        version=version,
+        status=versions.status_for(fraction, limit) if rows_in else "failed",
+        rows_in=rows_in,
+        rows_valid=rows_valid,
+        rows_quarantined=quarantined,
+        quarantine_fraction=round(fraction, 6),
+        max_quarantine_fraction=limit,
+        reasons=dict(sorted(reasons.items())),
+        sources=[
+            versions.SourceEntry(uri=s.uri, kind=s.kind, rows=per_source[s.index][0],
+                                 rows_valid=per_source[s.index][1],
+                                 rows_quarantined=per_source[s.index][0] - per_source[s.index][1],
+                                 sha256=d)
+            for s, d in zip(sources, digests, strict=True)
+        ],
+        contract_sha=contract.sha,
+        keys=contract.keys,
+        created_at=versions.now_iso(),
+        mlfleet_version=__version__,
+    )
+    assert manifest.rows_in == manifest.rows_valid + manifest.rows_quarantined
+    prof = profile.profile_document(contract, partials, edges, name=contract.name,
+                                    version=version, rows=rows_valid)
+    doc = report.report_document(manifest, contract, partials, failures, examples, duplicates)
+    versions.write_json(staging / "profile.json", prof)
+    versions.write_json(staging / "report.json", doc)
+    (staging / "report.html").write_text(report.render_html(doc))
+    (staging / "contract.yaml").write_text(contract.to_yaml())
+    versions.write_json(staging / versions.MANIFEST, manifest.model_dump(mode="json"))
+    if not versions.publish(staging, final):
+        return _existing(final, limit)
+    return ValidationResult(manifest=manifest, path=final)
