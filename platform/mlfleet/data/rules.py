@@ -151,8 +151,9 @@ def _parse_text(text: pa.Array, col: ColumnSpec) -> tuple[pa.Array, pa.Array]:
     if col.type == "int":
         ok = pc.match_substring_regex(text, _INT_RE)
         clean = _null_where(text, pc.invert(ok))
-        if pc.any(pc.match_substring(clean, ".")).as_py():
-            clean = pc.replace_substring_regex(clean, r"\.0*$", "")
+        if pc.any(pc.match_substring_regex(clean, r"[.+]")).as_py():
+            # Arrow's cast takes neither a "+" sign nor an integral ".0" tail.
+            clean = pc.replace_substring_regex(clean, r"^\+|\.0*$", "")
         return clean.cast(pa.int64()), pc.and_(present, pc.invert(ok))
     if col.type == "float":
         ok = pc.match_substring_regex(text, _FLOAT_RE)

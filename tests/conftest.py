@@ -1,0 +1,37 @@
+"""Test-wide fixtures: an isolated MLFLEET_HOME and one Ray cluster per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlfleet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test session writes under its own home, never the developer's ./.mlfleet."""
+    home = tmp_path_factory.mktemp("mlfleet-home")
+    old = os.environ.get("MLFLEET_HOME")
+    os.environ["MLFLEET_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("MLFLEET_HOME", None)
+    else:
+        os.environ["MLFLEET_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def ray_session(mlfleet_home: Path) -> Iterator[None]:
+    """One embedded Ray (2 CPUs) shared by every test that needs it."""
+    import ray
+
+    from mlfleet.ray_runtime import ensure_ray
+    from mlfleet.settings import get_settings
+
+    ensure_ray(get_settings(ray_num_cpus=2))
+    yield
+    ray.shutdown()

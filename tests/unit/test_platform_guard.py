@@ -1,0 +1,19 @@
+"""`platform/` holds our sources but must never shadow the standard library's module."""
+
+from __future__ import annotations
+
+import platform
+import sysconfig
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_platform_folder_has_no_init() -> None:
+    assert not (REPO / "platform" / "__init__.py").exists()
+
+
+def test_import_platform_is_the_standard_library() -> None:
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    assert Path(platform.__file__).resolve().parent == stdlib
+    assert callable(platform.system)
