@@ -37,15 +37,17 @@ def write_penguin_sources(out_dir: Path) -> list[Path | str]:
 
     # Website export: text everywhere, sloppy case and spacing, "NA" for missing values.
     web_text = web.astype(object).where(web.notna(), "NA").astype(str)
-    web_text["species"] = [f" {s.upper()} " if i % 7 == 0 else s
-                           for i, s in enumerate(web_text["species"])]
+    web_text["species"] = [
+        f" {s.upper()} " if i % 7 == 0 else s for i, s in enumerate(web_text["species"])
+    ]
     web_text["island"] = [s.lower() if i % 5 == 0 else s for i, s in enumerate(web_text["island"])]
     web_text["body_mass_g"] = web_text["body_mass_g"].str.replace(r"\.0$", "", regex=True)
-    web_text.loc[web_text.index[20], "body_mass_g"] = "-3650"       # sign flipped by a form
-    web_text.loc[web_text.index[41], "bill_length_mm"] = "forty"    # free text in a number
-    web_text.loc[web_text.index[77], "species"] = "Emperor"         # not a species we study
-    web_text.columns = [c if c != "flipper_length_mm" else "Flipper Length (mm)"
-                        for c in web_text.columns]               # header drift
+    web_text.loc[web_text.index[20], "body_mass_g"] = "-3650"  # sign flipped by a form
+    web_text.loc[web_text.index[41], "bill_length_mm"] = "forty"  # free text in a number
+    web_text.loc[web_text.index[77], "species"] = "Emperor"  # not a species we study
+    web_text.columns = [
+        c if c != "flipper_length_mm" else "Flipper Length (mm)" for c in web_text.columns
+    ]  # header drift
     web_text.to_csv(out_dir / WEB, index=False)
 
     # App events: JSON lines, mostly typed, with drift a mobile release brings.
@@ -53,11 +55,11 @@ def write_penguin_sources(out_dir: Path) -> list[Path | str]:
         for i, rec in enumerate(app.to_dict(orient="records")):
             rec = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
             if i == 10:
-                rec["flipper_length_mm"] = 5000.0                   # mm typed as 1/10 mm
+                rec["flipper_length_mm"] = 5000.0  # mm typed as 1/10 mm
             if i == 30:
-                rec["year"] = "2008"                                # number sent as text: fine
+                rec["year"] = "2008"  # number sent as text: fine
             if i == 55:
-                rec["tag_colour"] = "red"                           # field the contract lacks
+                rec["tag_colour"] = "red"  # field the contract lacks
             fh.write(json.dumps(rec) + "\n")
         # The app re-sends two records the website already had (same penguin_id).
         for rec in web.iloc[[3 + 1, 60]].to_dict(orient="records"):

@@ -18,8 +18,7 @@ def run(specs_dir: Path = Path("specs")) -> None:
     penguins = specs_dir / "penguins"
     data = penguins / "data"
     sources = [str(data / WEB), str(data / APP), f"sqlite:///{data / DB}?table={SQLITE_TABLE}"]
-    print("== 1. validate penguins from a website export, an app log and a database",
-          flush=True)
+    print("== 1. validate penguins from a website export, an app log and a database", flush=True)
     try:
         cli(["data", "validate", "--contract", str(penguins / "contract.yaml"), *sources])
     except SystemExit as exc:

@@ -22,15 +22,24 @@ def ensure_ray(settings: Settings) -> None:
     # Ray 2.60 warns on every start that token auth is on; that is the default we want.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     if settings.ray_address:
-        ray.init(address=settings.ray_address, namespace=NAMESPACE, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(
+            address=settings.ray_address,
+            namespace=NAMESPACE,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
     else:
         # An embedded cluster lives as long as this process; the dashboard is only needed
         # for Jobs and `serve deploy`, and costs ~1 GB and 2 s here.
         os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-        ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False, namespace=NAMESPACE,
-                 logging_level=logging.WARNING, log_to_driver=False,
-                 configure_logging=True)
+        ray.init(
+            num_cpus=settings.ray_num_cpus,
+            include_dashboard=False,
+            namespace=NAMESPACE,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            configure_logging=True,
+        )
     quiet_ray_data()
 
 

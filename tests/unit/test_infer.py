@@ -17,13 +17,31 @@ def test_infer_types_nullability_categories_and_key(tmp_path: Path) -> None:
         "4,29,basic,2024-04-05,-1.5,no,fourth\n"
     )
     jsonl = tmp_path / "b.jsonl"
-    jsonl.write_text(json.dumps({"customer_id": 5, "age": 40, "plan": "basic",
-                                 "signup": "2024-05-06", "score": 3.0, "active": "no",
-                                 "comment": "fifth"}) + "\n")
+    jsonl.write_text(
+        json.dumps(
+            {
+                "customer_id": 5,
+                "age": 40,
+                "plan": "basic",
+                "signup": "2024-05-06",
+                "score": 3.0,
+                "active": "no",
+                "comment": "fifth",
+            }
+        )
+        + "\n"
+    )
     c = infer_contract("customers", resolve_sources([str(csv), str(jsonl)]), target="active")
     types = {col.name: col.type for col in c.columns}
-    assert types == {"customer_id": "int", "age": "int", "plan": "category",
-                     "signup": "datetime", "score": "float", "active": "bool", "comment": "str"}
+    assert types == {
+        "customer_id": "int",
+        "age": "int",
+        "plan": "category",
+        "signup": "datetime",
+        "score": "float",
+        "active": "bool",
+        "comment": "str",
+    }
     assert c.keys == ["customer_id"]
     assert c.target == "active"
     assert c.column("age").nullable is True

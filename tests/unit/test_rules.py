@@ -33,8 +33,12 @@ def failing(result, code: str) -> list[int]:
 
 
 def test_int_parsing_and_type_failures() -> None:
-    r = parse([" 42", "-7", "+3", "3.0", "4.5", "abc", "1e3", "NA", "", None, "12345678901234567890"],
-              name="n", type="int", nullable=True)
+    r = parse(
+        [" 42", "-7", "+3", "3.0", "4.5", "abc", "1e3", "NA", "", None, "12345678901234567890"],
+        name="n",
+        type="int",
+        nullable=True,
+    )
     assert r.values.to_pylist() == [42, -7, 3, 3, None, None, None, None, None, None, None]
     assert failing(r, "type") == [4, 5, 6, 10]
     assert "missing" not in r.failures
@@ -81,21 +85,37 @@ def test_typed_int_into_float_and_text_into_str() -> None:
 
 
 def test_category_normalised_before_checking_values() -> None:
-    r = parse([" Pro ", "BASIC", "gold", None], name="plan", type="category",
-              values=["basic", "pro"], normalize=["strip", "lower"], nullable=True)
+    r = parse(
+        [" Pro ", "BASIC", "gold", None],
+        name="plan",
+        type="category",
+        values=["basic", "pro"],
+        normalize=["strip", "lower"],
+        nullable=True,
+    )
     assert r.values.to_pylist() == ["pro", "basic", "gold", None]
     assert failing(r, "not_in_values") == [2]
 
 
 def test_pattern_is_a_search_and_nulls_do_not_fail_it() -> None:
-    r = parse(["a@b.c", "bad", None], name="email", type="str",
-              pattern=r"^[^@\s]+@[^@\s]+$", nullable=True)
+    r = parse(
+        ["a@b.c", "bad", None],
+        name="email",
+        type="str",
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        nullable=True,
+    )
     assert failing(r, "pattern") == [1]
 
 
 def test_datetime_formats_in_order_to_one_type() -> None:
-    r = parse(["2024-03-01", "02/03/2024", "2024-13-01", "March 1"], name="d", type="datetime",
-              formats=["%Y-%m-%d", "%d/%m/%Y"], nullable=True)
+    r = parse(
+        ["2024-03-01", "02/03/2024", "2024-13-01", "March 1"],
+        name="d",
+        type="datetime",
+        formats=["%Y-%m-%d", "%d/%m/%Y"],
+        nullable=True,
+    )
     assert r.values.type == pa.timestamp("us")
     assert r.values.to_pylist()[:2] == [dt.datetime(2024, 3, 1), dt.datetime(2024, 3, 2)]
     assert failing(r, "type") == [2, 3]
@@ -114,32 +134,43 @@ def test_missing_source_column_reads_as_missing() -> None:
 
 
 def test_header_matching_folds_case_spaces_and_punctuation() -> None:
-    c = parse_contract({"name": "t", "columns": [
-        {"name": "monthly_spend", "type": "float"}, {"name": "plan", "type": "str"}]})
+    c = parse_contract(
+        {
+            "name": "t",
+            "columns": [
+                {"name": "monthly_spend", "type": "float"},
+                {"name": "plan", "type": "str"},
+            ],
+        }
+    )
     mapping, extras = match_columns(["Monthly Spend ($)", "plan", "extra col", "_row"], c)
     assert mapping == {"monthly_spend": "Monthly Spend ($)", "plan": "plan"}
     assert extras == ["extra col"]
 
 
-CONTRACT = parse_contract({
-    "name": "t",
-    "keys": ["id"],
-    "columns": [
-        {"name": "id", "type": "int"},
-        {"name": "age", "type": "int", "min": 18, "nullable": True},
-        {"name": "plan", "type": "category", "values": ["a", "b"], "normalize": ["lower"]},
-    ],
-})
+CONTRACT = parse_contract(
+    {
+        "name": "t",
+        "keys": ["id"],
+        "columns": [
+            {"name": "id", "type": "int"},
+            {"name": "age", "type": "int", "min": 18, "nullable": True},
+            {"name": "plan", "type": "category", "values": ["a", "b"], "normalize": ["lower"]},
+        ],
+    }
+)
 
 
 def test_check_batch_unknown_columns_and_reason_lists() -> None:
-    batch = pa.table({
-        "id": ["1", "x", "3", "4"],
-        "age": ["20", "5", None, "30"],
-        "Plan": ["A", "c", "b", "b"],
-        "note": [None, None, "hi", "  "],
-        "_row": pa.array([1, 2, 3, 4], pa.int64()),
-    })
+    batch = pa.table(
+        {
+            "id": ["1", "x", "3", "4"],
+            "age": ["20", "5", None, "30"],
+            "Plan": ["A", "c", "b", "b"],
+            "note": [None, None, "hi", "  "],
+            "_row": pa.array([1, 2, 3, 4], pa.int64()),
+        }
+    )
     checked = check_batch(batch, CONTRACT)
     assert checked.bad.tolist() == [False, True, True, False]
     assert checked.typed.column("plan").to_pylist() == ["a", "c", "b", "b"]
@@ -147,12 +178,13 @@ def test_check_batch_unknown_columns_and_reason_lists() -> None:
     q = quarantine_rows(batch, checked, CONTRACT, rows, "src.csv", batch.column("_row").chunk(0))
     assert q.column("_row").to_pylist() == [2, 3]
     assert q.column("_source").to_pylist() == ["src.csv", "src.csv"]
-    assert q.column("id").to_pylist() == ["x", "3"]            # raw values, not parsed
+    assert q.column("id").to_pylist() == ["x", "3"]  # raw values, not parsed
     assert q.column("plan").to_pylist() == ["c", "b"]
-    assert q.column("_reasons").to_pylist() == [["type", "below_min", "not_in_values"],
-                                                ["unknown_column"]]
-    assert q.column("_details").to_pylist()[0] == ["id:type", "age:below_min",
-                                                   "plan:not_in_values"]
+    assert q.column("_reasons").to_pylist() == [
+        ["type", "below_min", "not_in_values"],
+        ["unknown_column"],
+    ]
+    assert q.column("_details").to_pylist()[0] == ["id:type", "age:below_min", "plan:not_in_values"]
     assert q.column("_extra").to_pylist() == [None, '{"note": "hi"}']
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,9 +29,10 @@ def infer(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a contract inferred from the data, for a person to review and edit."""
-    from mlfleet.data.infer import infer_contract
-    from mlfleet.data.contract import NAME_PATTERN
     import re
+
+    from mlfleet.data.contract import NAME_PATTERN
+    from mlfleet.data.infer import infer_contract
 
     if not re.match(NAME_PATTERN, name):
         raise UsageError(f"--name {name!r}: use lower-case letters, digits, '-' and '_'")
@@ -39,8 +41,10 @@ def infer(
     contract = infer_contract(name, resolve_sources(sources), target=target)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(contract.to_yaml())
-    err_console.print(f"wrote {out} ({len(contract.columns)} columns"
-                      f"{', keys ' + ', '.join(contract.keys) if contract.keys else ''})")
+    err_console.print(
+        f"wrote {escape(str(out))} ({len(contract.columns)} columns"
+        f"{', keys ' + ', '.join(contract.keys) if contract.keys else ''})"
+    )
 
 
 def _print_summary(result: object) -> None:
@@ -50,11 +54,12 @@ def _print_summary(result: object) -> None:
     m = result.manifest
     colour = "green" if m.status == "passed" else "red"
     reused = " (already validated: same sources and contract)" if result.reused else ""
-    console.print(f"[bold]{m.name}[/] version [bold]{m.version}[/] "
-                  f"[{colour}]{m.status}[/]{reused}")
-    console.print(f"  rows in {m.rows_in:,} = valid {m.rows_valid:,} + quarantined "
-                  f"{m.rows_quarantined:,} ({100 * m.quarantine_fraction:.2f}%, "
-                  f"limit {100 * m.max_quarantine_fraction:.2f}%)")
+    console.print(f"[bold]{m.name}[/] version [bold]{m.version}[/] [{colour}]{m.status}[/]{reused}")
+    console.print(
+        f"  rows in {m.rows_in:,} = valid {m.rows_valid:,} + quarantined "
+        f"{m.rows_quarantined:,} ({100 * m.quarantine_fraction:.2f}%, "
+        f"limit {100 * m.max_quarantine_fraction:.2f}%)"
+    )
     if m.reasons:
         table = Table(title="quarantine reasons", title_justify="left", show_edge=False)
         table.add_column("reason")
@@ -62,18 +67,24 @@ def _print_summary(result: object) -> None:
         for code, count in sorted(m.reasons.items(), key=lambda kv: -kv[1]):
             table.add_row(code, f"{count:,}")
         console.print(table)
-    console.print(f"  data:       {result.path / 'data'}")
-    console.print(f"  quarantine: {result.path / 'quarantine'}")
-    console.print(f"  report:     {result.path / 'report.html'}")
+    console.print(f"  data:       {escape(str(result.path / 'data'))}")
+    console.print(f"  quarantine: {escape(str(result.path / 'quarantine'))}")
+    console.print(f"  report:     {escape(str(result.path / 'report.html'))}")
 
 
 @app.command()
 def validate(
-    sources: Annotated[list[str], typer.Argument(help="Files, globs or sqlite:///f.db?table=T, "
-                                                       "in priority order for duplicates.")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, globs or sqlite:///f.db?table=T, in priority order for duplicates."
+        ),
+    ],
     contract: Annotated[Path, typer.Option("--contract", help="Data contract YAML.")],
-    max_quarantine_fraction: Annotated[float, typer.Option(
-        help="Fail (exit 1) when more than this fraction of rows is quarantined.")] = 0.05,
+    max_quarantine_fraction: Annotated[
+        float,
+        typer.Option(help="Fail (exit 1) when more than this fraction of rows is quarantined."),
+    ] = 0.05,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Validate sources against a contract and write a dataset version.
@@ -88,13 +99,24 @@ def validate(
     resolved = resolve_sources(sources)
     known = [count_rows(s) for s in resolved]
     total = sum(k for k in known if k is not None) if all(k is not None for k in known) else None
-    with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
-                  BarColumn(), TextColumn("{task.completed:,} rows"), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=as_json) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task(f"validating {spec.name}", total=total)
-        result = run_validate(spec, sources, settings,
-                              max_quarantine_fraction=max_quarantine_fraction,
-                              progress=lambda n: progress.update(task, completed=n))
+        result = run_validate(
+            spec,
+            sources,
+            settings,
+            max_quarantine_fraction=max_quarantine_fraction,
+            progress=lambda n: progress.update(task, completed=n),
+        )
     if as_json:
         print(json.dumps(result.manifest.model_dump(mode="json"), indent=2))
     else:
@@ -116,12 +138,19 @@ def versions(
         return
     table = Table(title=f"dataset {name}", title_justify="left")
     for column in ("version", "status", "rows in", "valid", "quarantined", "created"):
-        table.add_column(column, justify="right" if column in ("rows in", "valid",
-                                                                "quarantined") else "left")
+        table.add_column(
+            column, justify="right" if column in ("rows in", "valid", "quarantined") else "left"
+        )
     for m in manifests:
         colour = "green" if m.status == "passed" else "red"
-        table.add_row(m.version, f"[{colour}]{m.status}[/]", f"{m.rows_in:,}",
-                      f"{m.rows_valid:,}", f"{m.rows_quarantined:,}", m.created_at)
+        table.add_row(
+            m.version,
+            f"[{colour}]{m.status}[/]",
+            f"{m.rows_in:,}",
+            f"{m.rows_valid:,}",
+            f"{m.rows_quarantined:,}",
+            m.created_at,
+        )
     console.print(table)
 
 

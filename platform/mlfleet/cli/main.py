@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from mlfleet.cli import data as data_cli
 from mlfleet.cli.console import err_console
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except MlfleetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        # The message may hold "[...]" (column names, paths): never read it as rich markup.
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

@@ -35,7 +35,9 @@ class ColumnSpec(BaseModel):
     name: Annotated[str, Field(min_length=1, description="Column name as it appears in sources.")]
     type: ColumnType = Field(description="Logical type the values are parsed to.")
     nullable: bool = Field(default=False, description="Whether a missing value is allowed.")
-    min: int | float | None = Field(default=None, description="Smallest allowed value (int, float).")
+    min: int | float | None = Field(
+        default=None, description="Smallest allowed value (int, float)."
+    )
     max: int | float | None = Field(default=None, description="Largest allowed value (int, float).")
     values: list[str] | None = Field(
         default=None, description="Allowed categories (category, str), after normalisation."
@@ -132,13 +134,17 @@ class Contract(BaseModel):
         """Render the contract as YAML in the documented, flow-style-per-column layout."""
         lines = [f"name: {self.name}"]
         if self.target is not None:
-            lines.append(f"target: {yaml.safe_dump(self.target, default_style=None).strip()}"
-                         .replace("\n...", ""))
+            lines.append(
+                f"target: {yaml.safe_dump(self.target, default_style=None).strip()}".replace(
+                    "\n...", ""
+                )
+            )
         if self.keys is not None:
             lines.append("keys: " + yaml.safe_dump(self.keys, default_flow_style=True).strip())
         if self.null_values is not None:
-            lines.append("null_values: "
-                         + yaml.safe_dump(self.null_values, default_flow_style=True).strip())
+            lines.append(
+                "null_values: " + yaml.safe_dump(self.null_values, default_flow_style=True).strip()
+            )
         lines.append("columns:")
         for col in self.columns:
             data = col.model_dump(exclude_none=True, exclude_defaults=True)

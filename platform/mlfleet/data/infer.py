@@ -14,8 +14,15 @@ from mlfleet.errors import SourceError
 
 SAMPLE_ROWS = 200_000
 MAX_CATEGORIES = 25
-CANDIDATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y-%m-%dT%H:%M:%S",
-                     "%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%d.%m.%Y")
+CANDIDATE_FORMATS = (
+    "%Y-%m-%d",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%d.%m.%Y",
+)
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|^key$)", re.IGNORECASE)
 
 
@@ -54,18 +61,30 @@ def _infer_column(name: str, values: pa.ChunkedArray) -> dict[str, object]:
     if pc.all(pc.match_substring_regex(text, rules._INT_RE)).as_py():
         ints = pc.cast(pc.replace_substring_regex(text, r"\.0*$", ""), pa.int64())
         mm = pc.min_max(ints)
-        return {"name": name, "type": "int", "min": mm["min"].as_py(), "max": mm["max"].as_py(),
-                "nullable": nullable}
+        return {
+            "name": name,
+            "type": "int",
+            "min": mm["min"].as_py(),
+            "max": mm["max"].as_py(),
+            "nullable": nullable,
+        }
     if pc.all(pc.match_substring_regex(text, rules._FLOAT_RE)).as_py():
         mm = pc.min_max(pc.cast(text, pa.float64()))
-        return {"name": name, "type": "float", "min": mm["min"].as_py(),
-                "max": mm["max"].as_py(), "nullable": nullable}
+        return {
+            "name": name,
+            "type": "float",
+            "min": mm["min"].as_py(),
+            "max": mm["max"].as_py(),
+            "nullable": nullable,
+        }
     lowered = pc.utf8_lower(text)
     if pc.all(pc.is_in(lowered, value_set=pa.array(["true", "false", "yes", "no"]))).as_py():
         return {**spec, "type": "bool"}
-    formats = [f for f in CANDIDATE_FORMATS
-               if pc.any(pc.is_valid(pc.strptime(text, format=f, unit="us",
-                                                 error_is_null=True))).as_py()]
+    formats = [
+        f
+        for f in CANDIDATE_FORMATS
+        if pc.any(pc.is_valid(pc.strptime(text, format=f, unit="us", error_is_null=True))).as_py()
+    ]
     if formats:
         parsed = None
         for f in formats:
@@ -86,8 +105,9 @@ def _infer_column(name: str, values: pa.ChunkedArray) -> dict[str, object]:
     return {**spec, "type": "str"}
 
 
-def infer_contract(name: str, sources: list[Source], *, target: str | None = None,
-                   sample_rows: int = SAMPLE_ROWS) -> Contract:
+def infer_contract(
+    name: str, sources: list[Source], *, target: str | None = None, sample_rows: int = SAMPLE_ROWS
+) -> Contract:
     """Infer a contract from the first ``sample_rows`` rows of each source.
 
     Columns are typed from the data; integer and float ranges are the observed ones; text
@@ -99,8 +119,9 @@ def infer_contract(name: str, sources: list[Source], *, target: str | None = Non
     if not tables:
         raise SourceError("the sources hold no rows to infer a contract from")
     text_tables = [
-        t if len({tuple(x.schema.names) for x in tables}) == 1 and
-        len({x.schema for x in tables}) == 1
+        t
+        if len({tuple(x.schema.names) for x in tables}) == 1
+        and len({x.schema for x in tables}) == 1
         else pa.table({n: rules._as_text(t.column(n).combine_chunks()) for n in t.column_names})
         for t in tables
     ]
@@ -109,18 +130,27 @@ def infer_contract(name: str, sources: list[Source], *, target: str | None = Non
     keys = None
     for spec in columns:
         col = combined.column(spec["name"])
-        if (_ID_NAME.search(str(spec["name"])) and spec["type"] in ("int", "str")
-                and not spec["nullable"] and pc.count_distinct(col).as_py() == len(col)):
+        if (
+            _ID_NAME.search(str(spec["name"]))
+            and spec["type"] in ("int", "str")
+            and not spec["nullable"]
+            and pc.count_distinct(col).as_py() == len(col)
+        ):
             keys = [str(spec["name"])]
             spec.pop("min", None)
             spec.pop("max", None)
             break
     if target is not None and target not in combined.column_names:
         raise SourceError(f"--target {target!r} is not a column of the sources")
-    data = {"name": name, "target": target, "keys": keys,
-            "columns": [{k: v for k, v in c.items() if v is not None} for c in columns]}
-    return parse_contract({k: v for k, v in data.items() if v is not None},
-                          origin="inferred contract")
+    data = {
+        "name": name,
+        "target": target,
+        "keys": keys,
+        "columns": [{k: v for k, v in c.items() if v is not None} for c in columns],
+    }
+    return parse_contract(
+        {k: v for k, v in data.items() if v is not None}, origin="inferred contract"
+    )
 
 
 __all__ = ["ColumnSpec", "infer_contract"]

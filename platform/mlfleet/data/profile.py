@@ -53,8 +53,9 @@ class QuantileSketch:
         """Concatenate sketches (exact for the union of their samples)."""
         if not parts:
             return QuantileSketch()
-        return QuantileSketch(np.concatenate([p.values for p in parts]),
-                              np.concatenate([p.weights for p in parts]))
+        return QuantileSketch(
+            np.concatenate([p.values for p in parts]), np.concatenate([p.weights for p in parts])
+        )
 
     def quantiles(self, qs: np.ndarray) -> np.ndarray:
         """Approximate quantiles at probabilities ``qs``."""
@@ -108,6 +109,7 @@ class ColumnPartial:
 
     def merge(self, other: ColumnPartial) -> ColumnPartial:
         """Combine with another partial of the same column."""
+
         def pick(fn: Any, a: float | None, b: float | None) -> float | None:
             return b if a is None else a if b is None else fn(a, b)
 
@@ -127,8 +129,9 @@ class ColumnPartial:
         return out
 
 
-def column_partial(values: pa.Array, col: ColumnSpec, *, sketch: bool,
-                   edges: list[float] | None = None) -> ColumnPartial:
+def column_partial(
+    values: pa.Array, col: ColumnSpec, *, sketch: bool, edges: list[float] | None = None
+) -> ColumnPartial:
     """Statistics of one column of a batch.
 
     Args:
@@ -154,14 +157,21 @@ def column_partial(values: pa.Array, col: ColumnSpec, *, sketch: bool,
         part.max = hi.timestamp() if hi is not None else None
     if kind == "categorical":
         vc = pc.value_counts(_category_text(values).drop_null())
-        part.categories = Counter(dict(zip(vc.field("values").to_pylist(),
-                                           vc.field("counts").to_pylist(), strict=True)))
+        part.categories = Counter(
+            dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+        )
     return part
 
 
-def profile_document(contract: Contract, partials: dict[str, ColumnPartial],
-                     edges: dict[str, list[float]], *, name: str, version: str,
-                     rows: int) -> dict[str, Any]:
+def profile_document(
+    contract: Contract,
+    partials: dict[str, ColumnPartial],
+    edges: dict[str, list[float]],
+    *,
+    name: str,
+    version: str,
+    rows: int,
+) -> dict[str, Any]:
     """The reference profile (``profile.json``) from merged second-pass partials."""
     features: dict[str, Any] = {}
     for col in contract.columns:
@@ -186,9 +196,9 @@ def profile_document(contract: Contract, partials: dict[str, ColumnPartial],
             features[col.name] = {
                 "kind": "categorical",
                 "type": col.type,
-                "frequencies": {str(k): int(v) for k, v in sorted(cats.items(),
-                                                                   key=lambda kv: -kv[1])},
+                "frequencies": {
+                    str(k): int(v) for k, v in sorted(cats.items(), key=lambda kv: -kv[1])
+                },
                 "nulls": part.nulls,
             }
-    return {"name": name, "version": version, "rows": rows, "bins": NUM_BINS,
-            "features": features}
+    return {"name": name, "version": version, "rows": rows, "bins": NUM_BINS, "features": features}

@@ -70,19 +70,29 @@ def file_dataset(files: list[Source]) -> ray.data.Dataset:
         def get_name(self) -> str:
             return "MlfleetSources"
 
-        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                           data_context: object = None) -> list[ReadTask]:
+        def get_read_tasks(
+            self,
+            parallelism: int,
+            per_task_row_limit: int | None = None,
+            data_context: object = None,
+        ) -> list[ReadTask]:
             out = []
             for source in files:
                 size = source.path.stat().st_size
                 specs = _file_tasks(source)
                 for src, groups, first, rows in specs:
-                    def read_fn(src: Source = src, groups: list[int] | None = groups,
-                                first: int = first) -> Iterable[pa.Table]:
+
+                    def read_fn(
+                        src: Source = src, groups: list[int] | None = groups, first: int = first
+                    ) -> Iterable[pa.Table]:
                         return _tag(_read(src, groups, first), src.index)
 
-                    meta = BlockMetadata(num_rows=rows, size_bytes=math.ceil(size / len(specs)),
-                                         input_files=[str(src.path)], exec_stats=None)
+                    meta = BlockMetadata(
+                        num_rows=rows,
+                        size_bytes=math.ceil(size / len(specs)),
+                        input_files=[str(src.path)],
+                        exec_stats=None,
+                    )
                     out.append(ReadTask(read_fn, meta))
             return out
 
@@ -103,7 +113,9 @@ def sqlite_dataset(source: Source) -> ray.data.Dataset:
     index = source.index
     return ds.map_batches(
         lambda t: t.append_column(SRC_COLUMN, pa.array([index] * t.num_rows, pa.int32())),
-        batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+        batch_format="pyarrow",
+        batch_size=None,
+        zero_copy_batch=True,
     )
 
 

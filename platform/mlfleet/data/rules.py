@@ -192,8 +192,9 @@ def _typed_fast_path(values: pa.Array, col: ColumnSpec) -> pa.Array | None:
     return None
 
 
-def parse_column(raw: pa.Array | None, col: ColumnSpec, null_tokens: tuple[str, ...],
-                 length: int) -> ParsedColumn:
+def parse_column(
+    raw: pa.Array | None, col: ColumnSpec, null_tokens: tuple[str, ...], length: int
+) -> ParsedColumn:
     """Normalise, parse and check one column of a batch.
 
     Args:
@@ -261,7 +262,9 @@ def parse_column(raw: pa.Array | None, col: ColumnSpec, null_tokens: tuple[str, 
     return ParsedColumn(values=values, failures=failures)
 
 
-def match_columns(source_names: Iterable[str], contract: Contract) -> tuple[dict[str, str], list[str]]:
+def match_columns(
+    source_names: Iterable[str], contract: Contract
+) -> tuple[dict[str, str], list[str]]:
     """Map a source's column names to contract columns.
 
     Exact names win; otherwise names are compared on their letters and digits alone,
@@ -271,6 +274,7 @@ def match_columns(source_names: Iterable[str], contract: Contract) -> tuple[dict
     Returns:
         (contract name -> source name, source names that match no contract column).
     """
+
     def fold(name: str) -> str:
         return "".join(ch for ch in name.lower() if ch.isalnum())
 
@@ -332,8 +336,9 @@ def check_batch(batch: pa.Table, contract: Contract) -> CheckedBatch:
     return CheckedBatch(typed=typed, failures=failures, bad=bad, extras=extras)
 
 
-def reason_lists(failures: dict[tuple[str, str], np.ndarray], rows: np.ndarray
-                 ) -> tuple[pa.Array, pa.Array]:
+def reason_lists(
+    failures: dict[tuple[str, str], np.ndarray], rows: np.ndarray
+) -> tuple[pa.Array, pa.Array]:
     """Per selected row, the list of reason codes and of ``column:code`` details.
 
     Built with numpy over the (row, failure) matrix instead of a Python loop per row.
@@ -356,9 +361,14 @@ def reason_lists(failures: dict[tuple[str, str], np.ndarray], rows: np.ndarray
     return pa.array(unique_codes, pa.list_(pa.string())), detail_list
 
 
-def quarantine_rows(batch: pa.Table, checked: CheckedBatch, contract: Contract,
-                    rows: np.ndarray, source_uri: str,
-                    row_numbers: pa.Array) -> pa.Table:
+def quarantine_rows(
+    batch: pa.Table,
+    checked: CheckedBatch,
+    contract: Contract,
+    rows: np.ndarray,
+    source_uri: str,
+    row_numbers: pa.Array,
+) -> pa.Table:
     """Rejected rows with their raw values (as text), provenance and reasons."""
     mapping, _ = match_columns(batch.column_names, contract)
     picked = batch.take(pa.array(rows, pa.int64())) if rows.size != batch.num_rows else batch
@@ -372,8 +382,11 @@ def quarantine_rows(batch: pa.Table, checked: CheckedBatch, contract: Contract,
     if checked.extras:
         extra_values = {n: picked.column(n).to_pylist() for n in checked.extras}
         extra = [
-            json.dumps({n: extra_values[n][i] for n in checked.extras
-                        if extra_values[n][i] is not None}, default=str) or None
+            json.dumps(
+                {n: extra_values[n][i] for n in checked.extras if extra_values[n][i] is not None},
+                default=str,
+            )
+            or None
             for i in range(rows.size)
         ]
         arrays.append(pa.array([None if e == "{}" else e for e in extra], pa.string()))

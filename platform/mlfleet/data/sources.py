@@ -91,8 +91,9 @@ def _sqlite_source(text: str, index: int) -> Source:
         ).fetchone()
     if not found:
         raise SourceError(f"{text}: table {table!r} not found in {path.name}")
-    return Source(index=index, uri=f"sqlite:///{path}?table={table}", kind="sqlite",
-                  path=path, table=table)
+    return Source(
+        index=index, uri=f"sqlite:///{path}?table={table}", kind="sqlite", path=path, table=table
+    )
 
 
 def resolve_sources(specs: list[str]) -> list[Source]:
@@ -122,8 +123,9 @@ def resolve_sources(specs: list[str]) -> list[Source]:
             candidates = []
             for p in paths:
                 resolved = p.expanduser().resolve()
-                candidates.append(Source(index=0, uri=str(resolved), kind=_kind_of(resolved),
-                                         path=resolved))
+                candidates.append(
+                    Source(index=0, uri=str(resolved), kind=_kind_of(resolved), path=resolved)
+                )
         for src in candidates:
             if src.uri in seen:
                 continue  # The same file named twice is read once.
@@ -147,6 +149,7 @@ def hash_sources(sources: list[Source]) -> list[str]:
 
 
 # --- raw readers: each yields pyarrow tables with a 1-based `_row` column ------------------
+
 
 def _with_rows(table: pa.Table, first_row: int) -> pa.Table:
     rows = pa.array(range(first_row, first_row + table.num_rows), pa.int64())
@@ -178,8 +181,9 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     # A small first block is enough to learn the header names.
     with pa.input_stream(str(path), compression="detect") as stream:
-        names = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 20),
-                               parse_options=parse).schema.names
+        names = pacsv.open_csv(
+            stream, read_options=pacsv.ReadOptions(block_size=1 << 20), parse_options=parse
+        ).schema.names
     # Every column as text: the contract decides what a value means.
     with pa.input_stream(str(path), compression="detect") as stream:
         reader = pacsv.open_csv(
@@ -191,15 +195,17 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
         yield from _rebatch(iter(reader), 1)
 
 
-def read_parquet(path: Path, row_groups: list[int] | None = None, first_row: int = 1
-                 ) -> Iterator[pa.Table]:
+def read_parquet(
+    path: Path, row_groups: list[int] | None = None, first_row: int = 1
+) -> Iterator[pa.Table]:
     """Stream some (default all) row groups of a Parquet file, keeping their types."""
     pf = pq.ParquetFile(str(path))
     groups = row_groups if row_groups is not None else list(range(pf.num_row_groups))
     if not groups:
         return
-    yield from _rebatch(pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups,
-                                        use_threads=False), first_row)
+    yield from _rebatch(
+        pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, use_threads=False), first_row
+    )
 
 
 def _jsonl_python(path: Path) -> Iterator[pa.Table]:
@@ -218,8 +224,9 @@ def _jsonl_python(path: Path) -> Iterator[pa.Table]:
         names: dict[str, None] = {}
         for rec in records:
             names.update(dict.fromkeys(rec))
-        table = pa.table({n: pa.array([text(r.get(n)) for r in records], pa.string())
-                          for n in names})
+        table = pa.table(
+            {n: pa.array([text(r.get(n)) for r in records], pa.string()) for n in names}
+        )
         return _with_rows(table, first)
 
     records: list[dict[str, object]] = []
@@ -265,8 +272,10 @@ def sqlite_text_query(source: Source) -> str:
     with sqlite3.connect(f"file:{source.path}?mode=ro", uri=True) as conn:
         cols = [row[1] for row in conn.execute(f'PRAGMA table_info("{_quote(source.table)}")')]
     select = ", ".join(f'CAST("{_quote(c)}" AS TEXT) AS "{_quote(c)}"' for c in cols)
-    return (f'SELECT {select}, ROW_NUMBER() OVER (ORDER BY rowid) AS "{ROW_COLUMN}" '
-            f'FROM "{_quote(source.table)}" ORDER BY rowid')
+    return (
+        f'SELECT {select}, ROW_NUMBER() OVER (ORDER BY rowid) AS "{ROW_COLUMN}" '
+        f'FROM "{_quote(source.table)}" ORDER BY rowid'
+    )
 
 
 def _quote(identifier: str) -> str:
@@ -287,8 +296,13 @@ def read_sqlite(source: Source, limit: int | None = None) -> pa.Table:
         cursor = conn.execute(query)
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
-    table = pa.table({n: pa.array([r[i] for r in rows], pa.string())
-                      for i, n in enumerate(names) if n != ROW_COLUMN})
+    table = pa.table(
+        {
+            n: pa.array([r[i] for r in rows], pa.string())
+            for i, n in enumerate(names)
+            if n != ROW_COLUMN
+        }
+    )
     return table
 
 

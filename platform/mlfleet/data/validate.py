@@ -79,8 +79,9 @@ def _file_name(src: int, first_row: int) -> str:
     return f"part-{src:05d}-{first_row:012d}.parquet"
 
 
-def validate_batch(batch: pa.Table, *, contract: Contract, out_dir: str,
-                   labels: list[str]) -> pa.Table:
+def validate_batch(
+    batch: pa.Table, *, contract: Contract, out_dir: str, labels: list[str]
+) -> pa.Table:
     """Ray Data transform: validate one raw batch, write its outputs, return a summary."""
     src = int(batch.column(SRC_COLUMN)[0].as_py())
     batch = batch.drop_columns([SRC_COLUMN])
@@ -88,13 +89,15 @@ def validate_batch(batch: pa.Table, *, contract: Contract, out_dir: str,
     first_row = int(row_numbers[0].as_py())
     checked = rules.check_batch(batch, contract)
     name = _file_name(src, first_row)
-    summary = BatchSummary(src=src, first_row=first_row, rows_in=batch.num_rows,
-                           rows_valid=0, data_file=None)
+    summary = BatchSummary(
+        src=src, first_row=first_row, rows_in=batch.num_rows, rows_valid=0, data_file=None
+    )
 
     bad_rows = np.nonzero(checked.bad)[0]
     if bad_rows.size:
-        quarantined = rules.quarantine_rows(batch, checked, contract, bad_rows, labels[src],
-                                            row_numbers)
+        quarantined = rules.quarantine_rows(
+            batch, checked, contract, bad_rows, labels[src], row_numbers
+        )
         pq.write_table(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
         for (column, code), mask in checked.failures.items():
             hit = np.nonzero(mask)[0]
@@ -106,8 +109,13 @@ def validate_batch(batch: pa.Table, *, contract: Contract, out_dir: str,
                 value = raw_col[q_pos].as_py() if raw_col is not None else None
                 if raw_col is None:  # an unknown column: its value sits in _extra
                     value = quarantined.column(rules.EXTRA_COLUMN)[q_pos].as_py()
-                examples.append({"source": labels[src], "row": int(row_numbers[int(pos)].as_py()),
-                                 "value": value})
+                examples.append(
+                    {
+                        "source": labels[src],
+                        "row": int(row_numbers[int(pos)].as_py()),
+                        "value": value,
+                    }
+                )
             summary.examples[(column, code)] = examples
         codes: Counter[str] = Counter()
         for reasons in quarantined.column(rules.REASONS_COLUMN).to_pylist():
@@ -132,19 +140,20 @@ def validate_batch(batch: pa.Table, *, contract: Contract, out_dir: str,
     return _pack(summary)
 
 
-def stats_batch(batch: pa.Table, *, contract: Contract,
-                edges: dict[str, list[float]]) -> pa.Table:
+def stats_batch(batch: pa.Table, *, contract: Contract, edges: dict[str, list[float]]) -> pa.Table:
     """Ray Data transform (pass 2): column statistics and bin counts of curated rows."""
     parts = {
-        col.name: profile.column_partial(batch.column(col.name), col, sketch=False,
-                                         edges=edges.get(col.name))
+        col.name: profile.column_partial(
+            batch.column(col.name), col, sketch=False, edges=edges.get(col.name)
+        )
         for col in contract.columns
     }
     return _pack(parts)
 
 
-def _drop_duplicates(staging: Path, summaries: list[BatchSummary], contract: Contract,
-                     labels: list[str]) -> int:
+def _drop_duplicates(
+    staging: Path, summaries: list[BatchSummary], contract: Contract, labels: list[str]
+) -> int:
     """Move every later occurrence of a key into quarantine; returns how many moved."""
     with_rows = [s for s in summaries if s.data_file]
     if not with_rows:
@@ -191,8 +200,9 @@ def _drop_duplicates(staging: Path, summaries: list[BatchSummary], contract: Con
         for (s, r), (fs, fr) in zip(srcs_rows, firsts_where, strict=True):
             if len(examples) >= EXAMPLES_PER_RULE:
                 break
-            examples.append({"source": labels[s], "row": r,
-                             "value": f"repeats {labels[fs]} row {fr}"})
+            examples.append(
+                {"source": labels[s], "row": r, "value": f"repeats {labels[fs]} row {fr}"}
+            )
     return int(dups.size)
 
 
@@ -213,15 +223,19 @@ def _existing(final: Path, limit: float) -> ValidationResult:
     status = versions.status_for(manifest.quarantine_fraction, limit)
     if status != manifest.status or limit != manifest.max_quarantine_fraction:
         # Same data, new threshold: only the verdict changes, never the rows.
-        manifest = manifest.model_copy(update={"status": status,
-                                               "max_quarantine_fraction": limit})
+        manifest = manifest.model_copy(update={"status": status, "max_quarantine_fraction": limit})
         versions.write_json(final / versions.MANIFEST, manifest.model_dump(mode="json"))
     return ValidationResult(manifest=manifest, path=final, reused=True)
 
 
-def validate(contract: Contract, source_specs: list[str], settings: Settings, *,
-             max_quarantine_fraction: float = 0.05,
-             progress: Progress | None = None) -> ValidationResult:
+def validate(
+    contract: Contract,
+    source_specs: list[str],
+    settings: Settings,
+    *,
+    max_quarantine_fraction: float = 0.05,
+    progress: Progress | None = None,
+) -> ValidationResult:
     """Validate sources against a contract and write (or reuse) the dataset version.
 
     Args:
@@ -251,24 +265,36 @@ def validate(contract: Contract, source_specs: list[str], settings: Settings, *,
     (staging / DATA_DIR).mkdir(parents=True)
     (staging / QUARANTINE_DIR).mkdir()
     try:
-        result = _run(contract, sources, digests, version, staging, final,
-                      max_quarantine_fraction, progress)
+        result = _run(
+            contract, sources, digests, version, staging, final, max_quarantine_fraction, progress
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
 
 
-def _run(contract: Contract, sources: list[Source], digests: list[str], version: str,
-         staging: Path, final: Path, limit: float, progress: Progress | None) -> ValidationResult:
+def _run(
+    contract: Contract,
+    sources: list[Source],
+    digests: list[str],
+    version: str,
+    staging: Path,
+    final: Path,
+    limit: float,
+    progress: Progress | None,
+) -> ValidationResult:
     import ray.data
 
     labels = [s.label for s in sources]
     datasets = [
-        ds.map_batches(validate_batch, batch_format="pyarrow", batch_size=None,
-                       zero_copy_batch=True,
-                       fn_kwargs={"contract": contract, "out_dir": str(staging),
-                                  "labels": labels})
+        ds.map_batches(
+            validate_batch,
+            batch_format="pyarrow",
+            batch_size=None,
+            zero_copy_batch=True,
+            fn_kwargs={"contract": contract, "out_dir": str(staging), "labels": labels},
+        )
         for ds in raw_datasets(sources)
     ]
     pipeline = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
@@ -294,9 +320,13 @@ def _run(contract: Contract, sources: list[Source], digests: list[str], version:
     partials: dict[str, profile.ColumnPartial] = {}
     if rows_valid:
         curated = ray.data.read_parquet(str(staging / DATA_DIR))
-        stats = curated.map_batches(stats_batch, batch_format="pyarrow", batch_size=None,
-                                    zero_copy_batch=True,
-                                    fn_kwargs={"contract": contract, "edges": edges})
+        stats = curated.map_batches(
+            stats_batch,
+            batch_format="pyarrow",
+            batch_size=None,
+            zero_copy_batch=True,
+            fn_kwargs={"contract": contract, "edges": edges},
+        )
         for table in stats.iter_batches(batch_format="pyarrow", batch_size=None):
             for parts in _unpack(table):
                 for name, part in parts.items():
@@ -315,7 +345,7 @@ def _run(contract: Contract, sources: list[Source], digests: list[str], version:
         per_source[s.src][1] += s.rows_valid
         for key, items in s.examples.items():
             room = EXAMPLES_PER_RULE - len(examples.setdefault(key, []))
-            examples[key].extend(items[:max(room, 0)])
+            examples[key].extend(items[: max(room, 0)])
     fraction = quarantined / rows_in if rows_in else 0.0
     manifest = versions.Manifest(
         name=contract.name,
@@ -328,10 +358,14 @@ def _run(contract: Contract, sources: list[Source], digests: list[str], version:
         max_quarantine_fraction=limit,
         reasons=dict(sorted(reasons.items())),
         sources=[
-            versions.SourceEntry(uri=s.uri, kind=s.kind, rows=per_source[s.index][0],
-                                 rows_valid=per_source[s.index][1],
-                                 rows_quarantined=per_source[s.index][0] - per_source[s.index][1],
-                                 sha256=d)
+            versions.SourceEntry(
+                uri=s.uri,
+                kind=s.kind,
+                rows=per_source[s.index][0],
+                rows_valid=per_source[s.index][1],
+                rows_quarantined=per_source[s.index][0] - per_source[s.index][1],
+                sha256=d,
+            )
             for s, d in zip(sources, digests, strict=True)
         ],
         contract_sha=contract.sha,
@@ -340,8 +374,9 @@ def _run(contract: Contract, sources: list[Source], digests: list[str], version:
         mlfleet_version=__version__,
     )
     assert manifest.rows_in == manifest.rows_valid + manifest.rows_quarantined
-    prof = profile.profile_document(contract, partials, edges, name=contract.name,
-                                    version=version, rows=rows_valid)
+    prof = profile.profile_document(
+        contract, partials, edges, name=contract.name, version=version, rows=rows_valid
+    )
     doc = report.report_document(manifest, contract, partials, failures, examples, duplicates)
     versions.write_json(staging / "profile.json", prof)
     versions.write_json(staging / "report.json", doc)

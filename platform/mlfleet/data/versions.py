@@ -126,6 +126,9 @@ def list_versions(datasets_root: Path, name: str) -> list[Manifest]:
     root = dataset_dir(datasets_root, name)
     if not root.is_dir():
         raise NotFoundError(f"no dataset named {name!r} under {datasets_root}")
-    manifests = [read_manifest(p) for p in root.iterdir()
-                 if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+    manifests = [
+        read_manifest(p)
+        for p in root.iterdir()
+        if not p.name.startswith(".") and (p / MANIFEST).is_file()
+    ]
     return sorted(manifests, key=lambda m: (m.created_at, m.version), reverse=True)
