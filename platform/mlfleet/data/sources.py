@@ -176,23 +176,76 @@ def _rebatch(batches: Iterator[pa.RecordBatch | pa.Table], first_row: int) -> It
 
 
 def read_csv(path: Path) -> Iterator[pa.Table]:
-    """Stream a CSV file as text columns (types are the contract's business)."""
+    """Stream a CSV file as text columns (types are the contract's business).
+
+    Arrow's fast reader handles well-formed files. A row with more or fewer fields than the
+    header makes it stop; the rest of the file is then read by Python's csv module, which
+    keeps such rows (extra fields become unknown columns, missing ones nulls) so the
+    contract can quarantine them with their row numbers instead of losing them.
+    """
     delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    # A small first block is enough to learn the header names.
+    # A small first block is enough to learn the header names (ragged rows are the
+    # second reader's business).
+    header_parse = pacsv.ParseOptions(
+        delimiter=delimiter, newlines_in_values=True, invalid_row_handler=lambda _row: "skip"
+    )
     with pa.input_stream(str(path), compression="detect") as stream:
         names = pacsv.open_csv(
-            stream, read_options=pacsv.ReadOptions(block_size=1 << 20), parse_options=parse
+            stream, read_options=pacsv.ReadOptions(block_size=1 << 20), parse_options=header_parse
         ).schema.names
-    # Every column as text: the contract decides what a value means.
+    done = 0
+    try:
+        # Every column as text: the contract decides what a value means.
+        with pa.input_stream(str(path), compression="detect") as stream:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+            )
+            for table in _rebatch(iter(reader), 1):
+                yield table
+                done += table.num_rows
+    except pa.ArrowInvalid:
+        yield from _csv_python(path, delimiter, names, skip=done)
+
+
+def _csv_python(path: Path, delimiter: str, names: list[str], skip: int) -> Iterator[pa.Table]:
+    import csv
+    import io
+
+    width = len(names)
+
+    def flush(records: list[list[str]], first: int) -> pa.Table:
+        most = max(len(r) for r in records)
+        columns = list(names) + [f"field_{i + 1}" for i in range(width, most)]
+        data = {
+            name: pa.array([r[i] if i < len(r) else None for r in records], pa.string())
+            for i, name in enumerate(columns)
+        }
+        return _with_rows(pa.table(data), first)
+
     with pa.input_stream(str(path), compression="detect") as stream:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-            parse_options=parse,
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
-        )
-        yield from _rebatch(iter(reader), 1)
+        text = io.TextIOWrapper(io.BytesIO(stream.read()), encoding="utf-8", newline="")
+    rows = csv.reader(text, delimiter=delimiter)
+    next(rows, None)  # header
+    records: list[list[str]] = []
+    first = skip + 1
+    seen = 0
+    for record in rows:
+        if not record:
+            continue  # Arrow skips blank lines too; row numbers must agree.
+        seen += 1
+        if seen <= skip:
+            continue
+        records.append(record)
+        if len(records) >= BATCH_ROWS:
+            yield flush(records, first)
+            first += len(records)
+            records = []
+    if records:
+        yield flush(records, first)
 
 
 def read_parquet(
