@@ -123,7 +123,8 @@ class ColumnPartial:
         if self.sketch is not None or other.sketch is not None:
             out.sketch = QuantileSketch.merge([p for p in (self.sketch, other.sketch) if p])
         if self.counts is not None or other.counts is not None:
-            out.counts = sum(c for c in (self.counts, other.counts) if c is not None)
+            present = [c for c in (self.counts, other.counts) if c is not None]
+            out.counts = present[0] if len(present) == 1 else present[0] + present[1]
         if self.categories is not None or other.categories is not None:
             out.categories = (self.categories or Counter()) + (other.categories or Counter())
         return out

@@ -63,7 +63,7 @@ def file_dataset(files: list[Source]) -> ray.data.Dataset:
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
-    class RawFiles(Datasource):  # type: ignore[misc]
+    class RawFiles(Datasource):
         def estimate_inmemory_data_size(self) -> int | None:
             return sum(s.path.stat().st_size for s in files)
 
@@ -90,7 +90,7 @@ def file_dataset(files: list[Source]) -> ray.data.Dataset:
                     meta = BlockMetadata(
                         num_rows=rows,
                         size_bytes=math.ceil(size / len(specs)),
-                        input_files=[str(src.path)],
+                        input_files=(str(src.path),),
                         exec_stats=None,
                     )
                     out.append(ReadTask(read_fn, meta))

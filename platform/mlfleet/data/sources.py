@@ -366,7 +366,7 @@ def read_sample(source: Source, limit: int) -> pa.Table:
     reader = {"csv": read_csv, "parquet": read_parquet, "jsonl": read_jsonl}[source.kind]
     parts: list[pa.Table] = []
     rows = 0
-    for table in reader(source.path):  # type: ignore[operator]
+    for table in reader(source.path):
         parts.append(table.drop_columns([ROW_COLUMN]))
         rows += table.num_rows
         if rows >= limit:

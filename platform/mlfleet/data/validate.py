@@ -289,7 +289,7 @@ def _run(
     labels = [s.label for s in sources]
     datasets = [
         ds.map_batches(
-            validate_batch,
+            validate_batch,  # type: ignore[arg-type]
             batch_format="pyarrow",
             batch_size=None,
             zero_copy_batch=True,
@@ -321,7 +321,7 @@ def _run(
     if rows_valid:
         curated = ray.data.read_parquet(str(staging / DATA_DIR))
         stats = curated.map_batches(
-            stats_batch,
+            stats_batch,  # type: ignore[arg-type]
             batch_format="pyarrow",
             batch_size=None,
             zero_copy_batch=True,
