@@ -16,7 +16,12 @@ def test_ragged_csv_rows_are_kept_with_their_row_numbers(tmp_path: Path) -> None
     rows = table.to_pylist()
     assert [r["_row"] for r in rows] == [1, 2, 3, 4, 5]
     assert [(r["a"], r["b"]) for r in rows] == [
-        ("1", "2"), ("3", "4"), ("x\ny", "6"), ("7", None), ("8", "9")]
+        ("1", "2"),
+        ("3", "4"),
+        ("x\ny", "6"),
+        ("7", None),
+        ("8", "9"),
+    ]
     assert rows[1]["field_3"] == "5"
 
 
@@ -32,8 +37,10 @@ def test_jsonl_with_changing_types_falls_back_to_text(tmp_path: Path) -> None:
     path = tmp_path / "mixed.jsonl"
     path.write_text('{"a": 1, "b": true}\n\n{"a": "two", "c": [1, 2]}\n')
     rows = pa.concat_tables(list(read_jsonl(path)), promote_options="permissive").to_pylist()
-    assert rows == [{"a": "1", "b": "true", "c": None, "_row": 1},
-                    {"a": "two", "b": None, "c": "[1, 2]", "_row": 2}]
+    assert rows == [
+        {"a": "1", "b": "true", "c": None, "_row": 1},
+        {"a": "two", "b": None, "c": "[1, 2]", "_row": 2},
+    ]
 
 
 def test_broken_json_line_is_a_source_error(tmp_path: Path) -> None:

@@ -194,6 +194,7 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
         names = pacsv.open_csv(
             stream, read_options=pacsv.ReadOptions(block_size=1 << 20), parse_options=header_parse
         ).schema.names
+    as_text = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
     done = 0
     try:
         # Every column as text: the contract decides what a value means.
@@ -202,7 +203,7 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
                 stream,
                 read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
                 parse_options=parse,
-                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+                convert_options=as_text,
             )
             for table in _rebatch(iter(reader), 1):
                 yield table
