@@ -75,10 +75,37 @@ def write_penguin_sources(out_dir: Path) -> list[Path | str]:
     return [out_dir / WEB, out_dir / APP, f"sqlite:///{path}?table={SQLITE_TABLE}"]
 
 
+def write_sklearn_sources(specs_dir: Path) -> list[Path]:
+    """Write scikit-learn's bundled diabetes (CSV) and breast-cancer (Parquet) sets."""
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    out = []
+    diabetes = load_diabetes(as_frame=True, scaled=False).frame.rename(
+        columns={"target": "progression"})
+    diabetes.insert(0, "patient_id", np.arange(1, len(diabetes) + 1))
+    diabetes[["age", "sex"]] = diabetes[["age", "sex"]].astype(int)  # "2", not "2.0"
+    path = specs_dir / "diabetes" / "data" / "diabetes.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    diabetes.to_csv(path, index=False)
+    out.append(path)
+
+    cancer = load_breast_cancer(as_frame=True)
+    frame = cancer.frame.copy()
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    frame["diagnosis"] = np.where(frame.pop("target") == 1, "benign", "malignant")
+    frame.insert(0, "sample_id", np.arange(1, len(frame) + 1))
+    path = specs_dir / "breast-cancer" / "data" / "breast_cancer.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    out.append(path)
+    return out
+
+
 if __name__ == "__main__":
     # Regenerate the committed example sources: python -m mlfleet.demo [OUT_DIR]
     import sys
 
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("specs/penguins/data")
-    for source in write_penguin_sources(target):
+    specs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("specs")
+    for source in [*write_penguin_sources(specs / "penguins" / "data"),
+                   *write_sklearn_sources(specs)]:
         print(source)

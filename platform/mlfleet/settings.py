@@ -37,6 +37,14 @@ class Settings(BaseSettings):
         description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.",
     )
 
+    trust_registry_models: bool = Field(
+        default=True,
+        description="Let MLflow deserialize registered sklearn models (MLflow 3.17 refuses "
+        "unless MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true). mlfleet only registers models it "
+        "built, with skops trusted types limited to sklearn/numpy/scipy; turn this off when "
+        "others can write to the registry.",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

@@ -12,6 +12,8 @@ import typer
 from rich.markup import escape
 
 from mlfleet.cli import data as data_cli
+from mlfleet.cli import models as models_cli
+from mlfleet.cli import train as train_cli
 from mlfleet.cli.console import err_console
 from mlfleet.errors import MlfleetError
 
@@ -23,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.command("train")(train_cli.train)
+app.add_typer(models_cli.app, name="models")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,208 @@
+"""The only module that talks to MLflow's model registry.
+
+Aliases carry the serving state: ``champion`` is what the fleet serves, ``challenger`` the
+latest candidate. Every change of champion is appended to a registered-model tag, so a
+rollback returns to the previous champion even after several promotions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlfleet.errors import MlfleetError, NotFoundError
+from mlfleet.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "mlfleet.champion_history"
+TAG_PREFIX = "mlfleet."
+
+
+class RegistryError(MlfleetError):
+    """A registry operation is not possible (e.g. nothing to roll back to)."""
+
+    code = "registry_conflict"
+    http_status = 409
+
+
+def configure(settings: Settings) -> None:
+    """Point MLflow (tracking and registry) at the settings' URI."""
+    import logging
+    import os
+    import warnings
+
+    import mlflow
+
+    # MLflow logs its database migrations and environment guesses at INFO on every start.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+
+    if settings.trust_registry_models:
+        # MLflow's own switch: it must be in the environment of whoever loads models.
+        os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+@dataclass
+class VersionInfo:
+    """A registered model version as mlfleet shows it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    created: int
+    aliases: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    """A registered model with its champion and challenger."""
+
+    name: str
+    champion: VersionInfo | None
+    challenger: VersionInfo | None
+    versions: int
+    history: list[str] = field(default_factory=list)
+
+
+def _version_info(mv: Any) -> VersionInfo:
+    return VersionInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source=mv.source,
+                       created=int(mv.creation_timestamp or 0), aliases=list(mv.aliases or []),
+                       tags=dict(mv.tags or {}))
+
+
+def _not_found(exc: Exception) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or \
+        "not found" in str(exc).lower() or "does not exist" in str(exc).lower()
+
+
+def get_version(name: str, version: str) -> VersionInfo:
+    """One version of a model.
+
+    Raises:
+        NotFoundError: when the model or the version does not exist.
+    """
+    try:
+        return _version_info(_client().get_model_version(name, str(version)))
+    except Exception as exc:
+        if _not_found(exc):
+            raise NotFoundError(f"model {name!r} has no version {version!r}") from None
+        raise
+
+
+def alias_version(name: str, alias: str) -> VersionInfo | None:
+    """The version an alias points at, or None."""
+    try:
+        return _version_info(_client().get_model_version_by_alias(name, alias))
+    except Exception as exc:
+        if _not_found(exc) or "alias" in str(exc).lower():
+            return None
+        raise
+
+
+def model_exists(name: str) -> bool:
+    """Whether a registered model of that name exists."""
+    try:
+        _client().get_registered_model(name)
+        return True
+    except Exception as exc:
+        if _not_found(exc):
+            return False
+        raise
+
+
+def _history(name: str) -> list[str]:
+    tags = _client().get_registered_model(name).tags or {}
+    try:
+        return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+    except json.JSONDecodeError:
+        return []
+
+
+def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:
+    """Set tags on a version (values become strings)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def set_challenger(name: str, version: str) -> None:
+    """Mark ``version`` as the candidate."""
+    _client().set_registered_model_alias(name, CHALLENGER, str(version))
+
+
+def promote(name: str, version: str) -> VersionInfo:
+    """Make ``version`` the champion and remember the change for rollbacks.
+
+    Raises:
+        NotFoundError: when the version does not exist.
+    """
+    info = get_version(name, version)
+    client = _client()
+    history = _history(name)
+    if not history or history[-1] != str(version):
+        history.append(str(version))
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    challenger = alias_version(name, CHALLENGER)
+    if challenger is not None and challenger.version == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return info
+
+
+def rollback(name: str) -> VersionInfo:
+    """Return the champion alias to the previous champion.
+
+    Raises:
+        NotFoundError: for an unknown model.
+        RegistryError: when there is no earlier champion.
+    """
+    if not model_exists(name):
+        raise NotFoundError(f"no registered model named {name!r}")
+    history = _history(name)
+    if len(history) < 2:
+        raise RegistryError(f"model {name!r} has no previous champion to roll back to")
+    history.pop()
+    previous = history[-1]
+    client = _client()
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    return get_version(name, previous)
+
+
+def describe(name: str) -> ModelInfo:
+    """A model's champion, challenger and version count.
+
+    Raises:
+        NotFoundError: for an unknown model.
+    """
+    if not model_exists(name):
+        raise NotFoundError(f"no registered model named {name!r}")
+    versions = _client().search_model_versions(f"name = '{name}'")
+    return ModelInfo(name=name, champion=alias_version(name, CHAMPION),
+                     challenger=alias_version(name, CHALLENGER), versions=len(versions),
+                     history=_history(name))
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model, by name."""
+    names = sorted(m.name for m in _client().search_registered_models(max_results=1000))
+    return [describe(n) for n in names]
+
+
+def model_versions(name: str) -> list[VersionInfo]:
+    """Every version of a model, newest first."""
+    versions = _client().search_model_versions(f"name = '{name}'")
+    return sorted((_version_info(v) for v in versions), key=lambda v: -int(v.version))

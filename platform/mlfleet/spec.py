@@ -1,0 +1,298 @@
+"""ModelSpec: the declarative file per model (``specs/NAME/model.yaml``), a public API.
+
+Everything a training run needs: where the data comes from (a contract and sources), the
+task, features, split, the hyper-parameter search and the promotion rule; later, how the
+model is served. Unknown keys are errors so a typo never silently changes a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlfleet.data.contract import Contract, load_contract
+from mlfleet.errors import MlfleetError
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Only estimators from these modules may be named in a spec: a spec is data, and an
+# arbitrary import string would let a YAML file run any code on the cluster.
+ALLOWED_ESTIMATOR_PREFIXES = (
+    "sklearn.ensemble.",
+    "sklearn.linear_model.",
+    "sklearn.tree.",
+    "sklearn.neighbors.",
+    "sklearn.svm.",
+    "sklearn.naive_bayes.",
+    "sklearn.neural_network.",
+    "sklearn.dummy.",
+)
+
+
+class SpecError(MlfleetError):
+    """A model spec is missing or invalid."""
+
+    code = "spec_invalid"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitSpec(_Strict):
+    """How the holdout set is cut from the validated data."""
+
+    test_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share held out.")
+    seed: int = Field(default=7, description="Random seed of the split and the search.")
+    stratify: bool = Field(default=True, description="Keep class shares (classification).")
+
+
+Distribution = dict[str, Any]
+
+
+def _check_distribution(name: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        return  # a constant
+    if len(value) != 1:
+        raise ValueError(f"param {name!r}: give one distribution, e.g. {{uniform: [0, 1]}}")
+    kind, args = next(iter(value.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"param {name!r}: choice takes a non-empty list")
+        return
+    if kind not in ("uniform", "loguniform", "randint", "quniform"):
+        raise ValueError(
+            f"param {name!r}: unknown distribution {kind!r} "
+            "(use uniform, loguniform, randint, quniform or choice)"
+        )
+    size = 3 if kind == "quniform" else 2
+    if not isinstance(args, list) or len(args) != size or not all(
+        isinstance(a, int | float) for a in args
+    ):
+        raise ValueError(f"param {name!r}: {kind} takes a list of {size} numbers")
+    if args[0] >= args[1]:
+        raise ValueError(f"param {name!r}: {kind} needs low < high")
+    if kind == "loguniform" and args[0] <= 0:
+        raise ValueError(f"param {name!r}: loguniform needs a positive low bound")
+
+
+class Candidate(_Strict):
+    """One estimator family and its search space."""
+
+    estimator: str = Field(description="Dotted path of an allowed scikit-learn estimator.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Constant or distribution.")
+
+    @field_validator("estimator")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        if not value.startswith(ALLOWED_ESTIMATOR_PREFIXES):
+            raise ValueError(
+                f"{value!r} is not an allowed estimator (modules: "
+                + ", ".join(p.rstrip(".") for p in ALLOWED_ESTIMATOR_PREFIXES)
+                + ")"
+            )
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _distributions(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, dist in value.items():
+            _check_distribution(name, dist)
+        return value
+
+    def estimator_class(self) -> type:
+        """Import the estimator class (only from the allow-list)."""
+        module_name, _, class_name = self.estimator.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+            cls = getattr(module, class_name)
+        except (ImportError, AttributeError):
+            raise SpecError(f"estimator {self.estimator!r} does not exist") from None
+        if not isinstance(cls, type):
+            raise SpecError(f"estimator {self.estimator!r} is not a class")
+        return cls
+
+
+class SearchSpec(_Strict):
+    """The hyper-parameter search run on Ray Tune."""
+
+    metric: str = Field(description="Any scikit-learn scorer name, e.g. f1_macro, r2.")
+    mode: Literal["max", "min"] = Field(default="max", description="Whether bigger is better.")
+    num_samples: int = Field(default=16, ge=1, le=10_000, description="Configurations tried.")
+    max_concurrent: int = Field(default=2, ge=1, description="Trials running at once.")
+    scheduler: Literal["asha", "fifo"] = Field(
+        default="asha", description="asha stops weak trials early on growing data fractions."
+    )
+    candidates: Annotated[list[Candidate], Field(min_length=1)]
+
+    @field_validator("metric")
+    @classmethod
+    def _known_scorer(cls, value: str) -> str:
+        from sklearn.metrics import get_scorer_names
+
+        if value not in get_scorer_names():
+            raise ValueError(f"{value!r} is not a scikit-learn scorer name")
+        return value
+
+
+class PromotionSpec(_Strict):
+    """When a new version replaces the champion."""
+
+    min_improvement: float = Field(
+        default=0.0, ge=0, description="Margin the challenger must win by on the same holdout."
+    )
+
+
+class AutoscalingSpec(_Strict):
+    """Ray Serve autoscaling for a dedicated deployment."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=16, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+
+class ServingSpec(_Strict):
+    """How the model is served (pool = multiplexed with the long tail)."""
+
+    mode: Literal["pool", "dedicated"] = "pool"
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_wait_timeout_s: float = Field(default=0.002, ge=0, le=1)
+    num_cpus: float = Field(default=0.25, gt=0, le=64)
+
+
+class ModelSpec(_Strict):
+    """A model of the fleet."""
+
+    name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN, description="Registered model name.")]
+    contract: str = Field(description="Data contract path, relative to the spec file.")
+    sources: Annotated[list[str], Field(min_length=1)] = Field(
+        description="Sources (relative to the spec file), validated before training."
+    )
+    task: Literal["classification", "regression"]
+    features: list[str] | None = Field(
+        default=None, description="Feature columns (default: every contract column but target)."
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    search: SearchSpec
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
+
+
+class LoadedSpec(BaseModel):
+    """A spec with its resolved paths, contract and content hash."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    spec: ModelSpec
+    path: Path
+    contract: Contract
+    sha: str
+
+    @property
+    def sources(self) -> list[str]:
+        """SOURCE arguments resolved against the spec's folder."""
+        out = []
+        for src in self.spec.sources:
+            if src.startswith("sqlite:///"):
+                rest = src.removeprefix("sqlite:///")
+                db, _, query = rest.partition("?")
+                path = Path(db) if Path(db).is_absolute() else self.path.parent / db
+                out.append(f"sqlite:///{path.resolve()}?{query}")
+            else:
+                p = Path(src)
+                out.append(str(p if p.is_absolute() else self.path.parent / p))
+        return out
+
+    @property
+    def features(self) -> list[str]:
+        """Feature columns in contract order."""
+        from mlfleet.training.features import default_features
+
+        if self.spec.features is not None:
+            return list(self.spec.features)
+        return default_features(self.contract)
+
+    @property
+    def target(self) -> str:
+        """The label column (the contract's target)."""
+        assert self.contract.target is not None
+        return self.contract.target
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read a model spec, its contract, and check that they fit together.
+
+    Raises:
+        SpecError: naming the field when the spec is missing or invalid.
+    """
+    path = Path(path).resolve()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise SpecError(f"{path}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping with name, contract, sources, task, search")
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise SpecError(f"{path}: {_describe(errors[0])}") from None
+    contract_path = Path(spec.contract)
+    if not contract_path.is_absolute():
+        contract_path = path.parent / contract_path
+    contract = load_contract(contract_path)
+    if contract.target is None:
+        raise SpecError(f"{path}: the contract {contract_path.name} names no target column")
+    for feature in spec.features or []:
+        if feature not in contract.column_names:
+            raise SpecError(f"{path}: features: {feature!r} is not a column of the contract")
+        if feature == contract.target:
+            raise SpecError(f"{path}: features: the target {feature!r} cannot be a feature")
+    for candidate in spec.search.candidates:
+        _check_estimator(path, candidate, spec.task)
+    sha = hashlib.sha256(
+        (spec.model_dump_json() + contract.sha).encode()
+    ).hexdigest()
+    return LoadedSpec(spec=spec, path=path, contract=contract, sha=sha)
+
+
+def _check_estimator(path: Path, candidate: Candidate, task: str) -> None:
+    from sklearn.base import is_classifier, is_regressor
+
+    cls = candidate.estimator_class()
+    try:
+        instance = cls()
+    except TypeError:
+        raise SpecError(f"{path}: {candidate.estimator} cannot be built without arguments") from None
+    if task == "classification" and not is_classifier(instance):
+        raise SpecError(f"{path}: {candidate.estimator} is not a classifier")
+    if task == "regression" and not is_regressor(instance):
+        raise SpecError(f"{path}: {candidate.estimator} is not a regressor")
+    valid = set(instance.get_params())
+    for name in candidate.params:
+        if name not in valid:
+            raise SpecError(f"{path}: {candidate.estimator} has no parameter {name!r}")

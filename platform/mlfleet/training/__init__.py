@@ -1,0 +1,1 @@
+"""Training: search spaces, sklearn pipelines from contracts, Tune search, evaluation."""
