@@ -32,6 +32,14 @@ def _draw(dist: Any, rng: np.random.Generator) -> Any:
     raise ValueError(kind)  # pragma: no cover - the spec validates kinds
 
 
+def _has_random_state(estimator: str) -> bool:
+    import importlib
+
+    module_name, _, class_name = estimator.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return "random_state" in cls().get_params()
+
+
 def sample_configs(search: SearchSpec, seed: int) -> list[dict[str, Any]]:
     """``num_samples`` configurations, candidates taken in turn, params drawn with ``seed``.
 
@@ -43,5 +51,7 @@ def sample_configs(search: SearchSpec, seed: int) -> list[dict[str, Any]]:
     for i in range(search.num_samples):
         candidate = search.candidates[i % len(search.candidates)]
         params = {name: _draw(dist, rng) for name, dist in sorted(candidate.params.items())}
+        if "random_state" not in params and _has_random_state(candidate.estimator):
+            params["random_state"] = seed  # the same spec trains the same model
         configs.append({"estimator": candidate.estimator, "params": params})
     return configs
