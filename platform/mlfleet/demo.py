@@ -81,7 +81,8 @@ def write_sklearn_sources(specs_dir: Path) -> list[Path]:
 
     out = []
     diabetes = load_diabetes(as_frame=True, scaled=False).frame.rename(
-        columns={"target": "progression"})
+        columns={"target": "progression"}
+    )
     diabetes.insert(0, "patient_id", np.arange(1, len(diabetes) + 1))
     diabetes[["age", "sex"]] = diabetes[["age", "sex"]].astype(int)  # "2", not "2.0"
     path = specs_dir / "diabetes" / "data" / "diabetes.csv"
@@ -106,6 +107,8 @@ if __name__ == "__main__":
     import sys
 
     specs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("specs")
-    for source in [*write_penguin_sources(specs / "penguins" / "data"),
-                   *write_sklearn_sources(specs)]:
+    for source in [
+        *write_penguin_sources(specs / "penguins" / "data"),
+        *write_sklearn_sources(specs),
+    ]:
         print(source)

@@ -34,14 +34,17 @@ def run(specs_dir: Path = Path("specs")) -> None:
     penguins = specs_dir / "penguins"
     data = penguins / "data"
     sources = [str(data / WEB), str(data / APP), f"sqlite:///{data / DB}?table={SQLITE_TABLE}"]
-    print("\n== 1. validate penguins from a website export, an app log and a database\n",
-          flush=True)
+    print(
+        "\n== 1. validate penguins from a website export, an app log and a database\n", flush=True
+    )
     ensure_ray(settings)  # one embedded Ray for the whole tour
     _run(["data", "validate", "--contract", str(penguins / "contract.yaml"), *sources])
 
     specs = sorted(specs_dir.glob("*/model.yaml"))
-    print(f"\n== 2. train the fleet: {len(specs)} model specs on Ray Tune, tracked in MLflow\n",
-          flush=True)
+    print(
+        f"\n== 2. train the fleet: {len(specs)} model specs on Ray Tune, tracked in MLflow\n",
+        flush=True,
+    )
     for spec in specs:
         _run(["train", str(spec)])
         print(flush=True)
@@ -49,8 +52,11 @@ def run(specs_dir: Path = Path("specs")) -> None:
     print("== 3. the registry\n", flush=True)
     configure(settings)
     _run(["models", "list"])
-    print(f"\nBrowse runs, trials and models:  .venv/bin/mlflow ui --backend-store-uri "
-          f"{settings.tracking_uri}\n(then open http://127.0.0.1:5000)", flush=True)
+    print(
+        f"\nBrowse runs, trials and models:  .venv/bin/mlflow ui --backend-store-uri "
+        f"{settings.tracking_uri}\n(then open http://127.0.0.1:5000)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

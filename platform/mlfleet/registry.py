@@ -78,14 +78,23 @@ class ModelInfo:
 
 
 def _version_info(mv: Any) -> VersionInfo:
-    return VersionInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source=mv.source,
-                       created=int(mv.creation_timestamp or 0), aliases=list(mv.aliases or []),
-                       tags=dict(mv.tags or {}))
+    return VersionInfo(
+        name=mv.name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        source=mv.source,
+        created=int(mv.creation_timestamp or 0),
+        aliases=list(mv.aliases or []),
+        tags=dict(mv.tags or {}),
+    )
 
 
 def _not_found(exc: Exception) -> bool:
-    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or \
-        "not found" in str(exc).lower() or "does not exist" in str(exc).lower()
+    return (
+        "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
+        or "not found" in str(exc).lower()
+        or "does not exist" in str(exc).lower()
+    )
 
 
 def get_version(name: str, version: str) -> VersionInfo:
@@ -191,9 +200,13 @@ def describe(name: str) -> ModelInfo:
     if not model_exists(name):
         raise NotFoundError(f"no registered model named {name!r}")
     versions = _client().search_model_versions(f"name = '{name}'")
-    return ModelInfo(name=name, champion=alias_version(name, CHAMPION),
-                     challenger=alias_version(name, CHALLENGER), versions=len(versions),
-                     history=_history(name))
+    return ModelInfo(
+        name=name,
+        champion=alias_version(name, CHAMPION),
+        challenger=alias_version(name, CHALLENGER),
+        versions=len(versions),
+        history=_history(name),
+    )
 
 
 def list_models() -> list[ModelInfo]:

@@ -70,8 +70,10 @@ def _check_distribution(name: str, value: Any) -> None:
             "(use uniform, loguniform, randint, quniform or choice)"
         )
     size = 3 if kind == "quniform" else 2
-    if not isinstance(args, list) or len(args) != size or not all(
-        isinstance(a, int | float) for a in args
+    if (
+        not isinstance(args, list)
+        or len(args) != size
+        or not all(isinstance(a, int | float) for a in args)
     ):
         raise ValueError(f"param {name!r}: {kind} takes a list of {size} numbers")
     if args[0] >= args[1]:
@@ -274,9 +276,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
             raise SpecError(f"{path}: features: the target {feature!r} cannot be a feature")
     for candidate in spec.search.candidates:
         _check_estimator(path, candidate, spec.task)
-    sha = hashlib.sha256(
-        (spec.model_dump_json() + contract.sha).encode()
-    ).hexdigest()
+    sha = hashlib.sha256((spec.model_dump_json() + contract.sha).encode()).hexdigest()
     return LoadedSpec(spec=spec, path=path, contract=contract, sha=sha)
 
 
@@ -287,7 +287,9 @@ def _check_estimator(path: Path, candidate: Candidate, task: str) -> None:
     try:
         instance = cls()
     except TypeError:
-        raise SpecError(f"{path}: {candidate.estimator} cannot be built without arguments") from None
+        raise SpecError(
+            f"{path}: {candidate.estimator} cannot be built without arguments"
+        ) from None
     if task == "classification" and not is_classifier(instance):
         raise SpecError(f"{path}: {candidate.estimator} is not a classifier")
     if task == "regression" and not is_regressor(instance):

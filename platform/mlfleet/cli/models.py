@@ -59,46 +59,80 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="model registry", title_justify="left")
-    for col in ("model", "champion", "challenger", "metric", "score", "dataset version",
-                "created", "versions"):
+    for col in (
+        "model",
+        "champion",
+        "challenger",
+        "metric",
+        "score",
+        "dataset version",
+        "created",
+        "versions",
+    ):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], str(r["champion"] or "-"), str(r["challenger"] or "-"),
-                      r["metric"] or "", "" if r["score"] is None else f"{r['score']:.4f}",
-                      r["dataset_version"] or "", r["created"] or "", str(r["versions"]))
+        table.add_row(
+            r["name"],
+            str(r["champion"] or "-"),
+            str(r["challenger"] or "-"),
+            r["metric"] or "",
+            "" if r["score"] is None else f"{r['score']:.4f}",
+            r["dataset_version"] or "",
+            r["created"] or "",
+            str(r["versions"]),
+        )
     console.print(table)
 
 
 @app.command()
-def show(name: Annotated[str, typer.Argument(help="Model name.")],
-         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def show(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """A model's versions with their lineage tags and metrics."""
     from mlfleet import registry
 
     _setup()
     info = registry.describe(name)
     versions = registry.model_versions(name)
-    data = {**_summary(info), "history": info.history,
-            "all_versions": [{"version": v.version, "aliases": v.aliases, "run_id": v.run_id,
-                              "created": _when(v.created), "tags": v.tags} for v in versions]}
+    data = {
+        **_summary(info),
+        "history": info.history,
+        "all_versions": [
+            {
+                "version": v.version,
+                "aliases": v.aliases,
+                "run_id": v.run_id,
+                "created": _when(v.created),
+                "tags": v.tags,
+            }
+            for v in versions
+        ],
+    }
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    console.print(f"[bold]{escape(name)}[/]: champion {data['champion'] or '-'}, "
-                  f"challenger {data['challenger'] or '-'}, champion history {info.history}")
+    console.print(
+        f"[bold]{escape(name)}[/]: champion {data['champion'] or '-'}, "
+        f"challenger {data['challenger'] or '-'}, champion history {info.history}"
+    )
     for v in versions:
         tags = v.tags
         metric, value = _metric(tags)
-        console.print(f"  v{v.version} {','.join(v.aliases)}  {metric} {value}  "
-                      f"dataset {tags.get('mlfleet.dataset_version', '?')}  "
-                      f"created {_when(v.created)}")
+        console.print(
+            f"  v{v.version} {','.join(v.aliases)}  {metric} {value}  "
+            f"dataset {tags.get('mlfleet.dataset_version', '?')}  "
+            f"created {_when(v.created)}"
+        )
         if tags.get("mlfleet.decision"):
             console.print(f"      {escape(tags['mlfleet.decision'])}")
 
 
 @app.command()
-def promote(name: Annotated[str, typer.Argument(help="Model name.")],
-            version: Annotated[str, typer.Argument(help="Version to make champion.")]) -> None:
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+) -> None:
     """Make VERSION the champion (the previous one is kept for rollback)."""
     from mlfleet import registry
 

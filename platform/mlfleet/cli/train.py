@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,8 +16,12 @@ from mlfleet.settings import get_settings
 
 def train(
     spec: Annotated[Path, typer.Argument(help="Model spec YAML (specs/NAME/model.yaml).")],
-    dataset_version: Annotated[str | None, typer.Option(
-        help="Train on this existing dataset version instead of validating the sources.")] = None,
+    dataset_version: Annotated[
+        str | None,
+        typer.Option(
+            help="Train on this existing dataset version instead of validating the sources."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Validate the data, search on Ray Tune, register the best model and gate its promotion.
@@ -31,11 +35,18 @@ def train(
 
     loaded = load_spec(spec)
     settings = get_settings()
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TextColumn("{task.fields[best]}"), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=as_json) as progress:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task(f"{loaded.spec.name}: starting", total=None, best="")
-        state = {"done": 0, "best": None}
+        state: dict[str, Any] = {"done": 0, "best": None}
         sign = 1 if loaded.spec.search.mode == "max" else -1
 
         def stage(message: str) -> None:
@@ -45,29 +56,43 @@ def train(
                 err_console.print(f"  {escape(loaded.spec.name)}: {escape(message)}")
 
         def trial_done(outcome: TrialOutcome) -> None:
-            state["done"] += 1  # type: ignore[operator]
+            state["done"] += 1
             if outcome.final_score is not None and outcome.final_fraction == 1.0:
                 best = state["best"]
-                if best is None or sign * outcome.final_score > sign * best:  # type: ignore[operator]
+                if best is None or sign * outcome.final_score > sign * best:
                     state["best"] = outcome.final_score
             best_txt = "" if state["best"] is None else f"best {state['best']:.4f}"
             progress.update(task, completed=state["done"], best=best_txt)
 
-        result = run_train(loaded, settings, dataset_version=dataset_version,
-                           on_trial_done=trial_done, on_stage=stage)
+        result = run_train(
+            loaded,
+            settings,
+            dataset_version=dataset_version,
+            on_trial_done=trial_done,
+            on_stage=stage,
+        )
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=str))
         return
     verdict = "[green]promoted to champion[/]" if result.promoted else "[yellow]challenger[/]"
     console.print(f"[bold]{result.name}[/] version [bold]{result.version}[/] {verdict}")
-    console.print(f"  {result.metric} on holdout: {result.score:.4f}"
-                  + ("" if result.champion_score is None else
-                     f" (champion v{result.previous_champion}: {result.champion_score:.4f})"))
+    console.print(
+        f"  {result.metric} on holdout: {result.score:.4f}"
+        + (
+            ""
+            if result.champion_score is None
+            else f" (champion v{result.previous_champion}: {result.champion_score:.4f})"
+        )
+    )
     console.print(f"  decision: {escape(result.decision)}")
-    console.print(f"  best: {result.best['estimator'].rsplit('.', 1)[-1]} "
-                  f"{escape(json.dumps(result.best['params'], default=str))}")
+    console.print(
+        f"  best: {result.best['estimator'].rsplit('.', 1)[-1]} "
+        f"{escape(json.dumps(result.best['params'], default=str))}"
+    )
     stopped = result.trials - result.trials_completed
-    console.print(f"  trials: {result.trials}, {result.trials_completed} on all the data"
-                  + (f", {stopped} stopped early by ASHA" if stopped else "")
-                  + f"; {result.seconds:.0f}s in all")
+    console.print(
+        f"  trials: {result.trials}, {result.trials_completed} on all the data"
+        + (f", {stopped} stopped early by ASHA" if stopped else "")
+        + f"; {result.seconds:.0f}s in all"
+    )
     console.print(f"  dataset version {result.dataset_version}, MLflow run {result.run_id}")

@@ -15,8 +15,9 @@ def score(model: Any, X: pd.DataFrame, y: pd.Series, metric: str) -> float:
     return float(get_scorer(metric)(model, X, y))
 
 
-def holdout_metrics(model: Any, X: pd.DataFrame, y: pd.Series, task: str,
-                    metric: str) -> dict[str, float]:
+def holdout_metrics(
+    model: Any, X: pd.DataFrame, y: pd.Series, task: str, metric: str
+) -> dict[str, float]:
     """Standard metrics for ``task`` plus the spec metric, on the holdout set."""
     out: dict[str, float] = {metric: score(model, X, y, metric)}
     pred = model.predict(X)
@@ -32,8 +33,9 @@ def holdout_metrics(model: Any, X: pd.DataFrame, y: pd.Series, task: str,
                 if len(classes) == 2:
                     out["roc_auc"] = float(metrics.roc_auc_score(y, proba[:, 1]))
                 else:
-                    out["roc_auc_ovr"] = float(metrics.roc_auc_score(
-                        y, proba, multi_class="ovr", labels=classes))
+                    out["roc_auc_ovr"] = float(
+                        metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+                    )
             except ValueError:
                 pass  # a class missing from a tiny holdout
     else:

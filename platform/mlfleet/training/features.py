@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -61,20 +60,38 @@ def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> P
     transformers = []
     if numeric:
         transformers.append(
-            ("numeric", Pipeline([
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-            ]), numeric)
+            (
+                "numeric",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            )
         )
     if categorical:
         transformers.append(
-            ("categorical", Pipeline([
-                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY,
-                                         keep_empty_features=True)),
-                # Categories never seen in training (a new plan, a typo that passed the
-                # contract) encode as all zeros instead of failing the request.
-                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-            ]), categorical)
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        (
+                            "impute",
+                            SimpleImputer(
+                                strategy="constant",
+                                fill_value=MISSING_CATEGORY,
+                                keep_empty_features=True,
+                            ),
+                        ),
+                        # Categories never seen in training (a new plan, a typo that passed the
+                        # contract) encode as all zeros instead of failing the request.
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                categorical,
+            )
         )
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", pre), ("model", estimator)])
@@ -86,7 +103,7 @@ def feature_frame(rows: pd.DataFrame, contract: Contract, features: list[str]) -
     One dtype per kind, whatever nulls a batch happens to hold, so the logged signature and
     every request agree (an int column with a null would otherwise turn float on the fly).
     """
-    numeric, categorical = feature_kinds(contract, features)
+    numeric, _ = feature_kinds(contract, features)
     out = {}
     for name in features:
         values = rows[name] if name in rows else pd.Series([None] * len(rows))

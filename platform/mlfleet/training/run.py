@@ -65,15 +65,22 @@ class TrainResult:
 def git_sha(start: Path) -> str:
     """The commit of the code that trains, or 'unknown' outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=start,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def _dataset(loaded: LoadedSpec, settings: Settings, version: str | None
-             ) -> tuple[versions.Manifest, Path]:
+def _dataset(
+    loaded: LoadedSpec, settings: Settings, version: str | None
+) -> tuple[versions.Manifest, Path]:
     contract = loaded.contract
     if version is not None:
         path = versions.version_dir(settings.datasets_dir, contract.name, version)
@@ -81,33 +88,46 @@ def _dataset(loaded: LoadedSpec, settings: Settings, version: str | None
             raise NotFoundError(f"dataset {contract.name!r} has no version {version!r}")
         manifest = versions.read_manifest(path)
         if manifest.contract_sha != contract.sha:
-            raise MlfleetError(f"dataset version {version} was validated with another "
-                               "contract than the spec's")
+            raise MlfleetError(
+                f"dataset version {version} was validated with another contract than the spec's"
+            )
     else:
-        result = validate(contract, loaded.sources, settings,
-                          max_quarantine_fraction=loaded.spec.max_quarantine_fraction)
+        result = validate(
+            contract,
+            loaded.sources,
+            settings,
+            max_quarantine_fraction=loaded.spec.max_quarantine_fraction,
+        )
         manifest, path = result.manifest, result.path
     if manifest.status != "passed":
         raise DataRejected(
             f"dataset {contract.name} version {manifest.version} failed validation "
             f"({100 * manifest.quarantine_fraction:.1f}% quarantined, limit "
-            f"{100 * manifest.max_quarantine_fraction:.1f}%); see {path / 'report.html'}")
+            f"{100 * manifest.max_quarantine_fraction:.1f}%); see {path / 'report.html'}"
+        )
     return manifest, path
 
 
-def _split(frame: pd.DataFrame, y: pd.Series, fraction: float, seed: int, stratify: bool
-           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+def _split(
+    frame: pd.DataFrame, y: pd.Series, fraction: float, seed: int, stratify: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     from sklearn.model_selection import train_test_split
 
     strat = y if stratify and y.value_counts().min() >= 2 else None
-    X_a, X_b, y_a, y_b = train_test_split(frame, y, test_size=fraction, random_state=seed,
-                                          stratify=strat)
+    X_a, X_b, y_a, y_b = train_test_split(
+        frame, y, test_size=fraction, random_state=seed, stratify=strat
+    )
     return X_a, X_b, y_a, y_b
 
 
-def train(loaded: LoadedSpec, settings: Settings, *, dataset_version: str | None = None,
-          on_trial_done: Callable[[TrialOutcome], None] | None = None,
-          on_stage: Callable[[str], None] | None = None) -> TrainResult:
+def train(
+    loaded: LoadedSpec,
+    settings: Settings,
+    *,
+    dataset_version: str | None = None,
+    on_trial_done: Callable[[TrialOutcome], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> TrainResult:
     """Train, log, register and gate one model spec.
 
     Raises:
@@ -135,23 +155,41 @@ def train(loaded: LoadedSpec, settings: Settings, *, dataset_version: str | None
     if spec.task == "classification" and y.dtype == bool:
         y = y.astype(str)  # "True"/"False" labels keep JSON predictions unambiguous
     seed = spec.split.seed
-    X_train, X_hold, y_train, y_hold = _split(X, y, spec.split.test_fraction, seed,
-                                              spec.split.stratify and spec.task == "classification")
-    X_fit, X_val, y_fit, y_val = _split(X_train, y_train, INNER_VALIDATION_FRACTION, seed + 1,
-                                        spec.split.stratify and spec.task == "classification")
+    X_train, X_hold, y_train, y_hold = _split(
+        X, y, spec.split.test_fraction, seed, spec.split.stratify and spec.task == "classification"
+    )
+    X_fit, X_val, y_fit, y_val = _split(
+        X_train,
+        y_train,
+        INNER_VALIDATION_FRACTION,
+        seed + 1,
+        spec.split.stratify and spec.task == "classification",
+    )
 
     configs = sample_configs(spec.search, seed)
     stage(f"searching {len(configs)} configurations on Ray Tune")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    outcomes = run_search(contract=loaded.contract, features=features, search=spec.search,
-                          configs=configs, X_fit=X_fit, y_fit=y_fit, X_val=X_val, y_val=y_val,
-                          storage=settings.home / "tune", name=f"{spec.name}-{stamp}",
-                          on_trial_done=on_trial_done)
+    outcomes = run_search(
+        contract=loaded.contract,
+        features=features,
+        search=spec.search,
+        configs=configs,
+        X_fit=X_fit,
+        y_fit=y_fit,
+        X_val=X_val,
+        y_val=y_val,
+        storage=settings.home / "tune",
+        name=f"{spec.name}-{stamp}",
+        on_trial_done=on_trial_done,
+    )
     best = best_outcome(outcomes, spec.search.mode)
 
     stage("refitting the best configuration on the full training split")
-    model = build_pipeline(loaded.contract, features, make_estimator(
-        {"estimator": best.estimator, "params": best.params}))
+    model = build_pipeline(
+        loaded.contract,
+        features,
+        make_estimator({"estimator": best.estimator, "params": best.params}),
+    )
     model.fit(X_train, y_train)
     metrics = holdout_metrics(model, X_hold, y_hold, spec.task, spec.search.metric)
     new_score = metrics[spec.search.metric]
@@ -159,42 +197,71 @@ def train(loaded: LoadedSpec, settings: Settings, *, dataset_version: str | None
     stage("logging to MLflow and registering")
     experiment = experiment_id(settings, spec.name)
     sha = os.environ.get("MLFLEET_GIT_SHA") or git_sha(loaded.path.parent)
-    lineage = {"mlfleet.dataset_version": manifest.version,
-               "mlfleet.contract_sha": loaded.contract.sha,
-               "mlfleet.spec_sha": loaded.sha,
-               "mlfleet.git_sha": sha}
+    lineage = {
+        "mlfleet.dataset_version": manifest.version,
+        "mlfleet.contract_sha": loaded.contract.sha,
+        "mlfleet.spec_sha": loaded.sha,
+        "mlfleet.git_sha": sha,
+    }
     summary = {
-        "metric": spec.search.metric, "mode": spec.search.mode,
-        "best": {"trial": best.index, "estimator": best.estimator, "params": best.params,
-                 "val_score": best.final_score},
-        "trials": [{"trial": o.index, "estimator": o.estimator, "params": o.params,
-                    "scores": o.scores, "error": o.error} for o in outcomes],
+        "metric": spec.search.metric,
+        "mode": spec.search.mode,
+        "best": {
+            "trial": best.index,
+            "estimator": best.estimator,
+            "params": best.params,
+            "val_score": best.final_score,
+        },
+        "trials": [
+            {
+                "trial": o.index,
+                "estimator": o.estimator,
+                "params": o.params,
+                "scores": o.scores,
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
     }
     with mlflow.start_run(experiment_id=experiment, run_name=f"train-{stamp}") as run:
         run_id = run.info.run_id
         mlflow.set_tags({**lineage, "mlfleet.model": spec.name})
-        mlflow.log_params({"estimator": best.estimator, "dataset_version": manifest.version,
-                           "rows_train": len(X_train), "rows_holdout": len(X_hold),
-                           "num_samples": spec.search.num_samples,
-                           "scheduler": spec.search.scheduler,
-                           **{f"param.{k}": v for k, v in best.params.items()}})
+        mlflow.log_params(
+            {
+                "estimator": best.estimator,
+                "dataset_version": manifest.version,
+                "rows_train": len(X_train),
+                "rows_holdout": len(X_hold),
+                "num_samples": spec.search.num_samples,
+                "scheduler": spec.search.scheduler,
+                **{f"param.{k}": v for k, v in best.params.items()},
+            }
+        )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
         mlflow.log_dict(summary, "search_summary.json")
         for name in ("manifest.json", "report.json", "report.html"):
             mlflow.log_artifact(str(data_path / name), artifact_path="validation")
         mlflow.log_text(loaded.path.read_text(), "spec/model.yaml")
-        dataset = mlflow.data.from_pandas(
-            pd.concat([X_train, y_train], axis=1), source=str(data_path / "data"),
-            targets=target, name=f"{loaded.contract.name}@{manifest.version}",
-            digest=manifest.version)
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+            pd.concat([X_train, y_train], axis=1),
+            source=str(data_path / "data"),
+            targets=target,
+            name=f"{loaded.contract.name}@{manifest.version}",
+            digest=manifest.version,
+        )
         mlflow.log_input(dataset, context="training")
         log_trials(outcomes, run_id, experiment)
         profile = json.loads((data_path / "profile.json").read_text())
-        info = log_model(model, X_train, spec.name, {
-            "contract.yaml": loaded.contract.to_yaml(),
-            "profile.json": profile,
-            "metrics.json": metrics,
-        })
+        info = log_model(
+            model,
+            X_train,
+            spec.name,
+            {
+                "contract.yaml": loaded.contract.to_yaml(),
+                "profile.json": profile,
+                "metrics.json": metrics,
+            },
+        )
     version = str(info.registered_model_version)
 
     stage("promotion gate")
@@ -209,28 +276,41 @@ def train(loaded: LoadedSpec, settings: Settings, *, dataset_version: str | None
         margin = sign * (new_score - champion_score)
         # Strictly better, by at least the spec's margin: a tie keeps the champion.
         promoted = margin > 0 and margin >= spec.promotion.min_improvement
-        decision = (f"{'beats' if promoted else 'does not beat'} champion v{champion.version} "
-                    f"on the same holdout: {new_score:.4f} vs {champion_score:.4f} "
-                    f"(needs +{spec.promotion.min_improvement})")
-    registry.tag_version(spec.name, version, {
-        **lineage,
-        f"mlfleet.metric.{spec.search.metric}": new_score,
-        **{f"mlfleet.holdout.{k}": v for k, v in metrics.items()},
-        "mlfleet.decision": decision,
-        "mlfleet.challenger_score": new_score,
-        "mlfleet.champion_score": "" if champion_score is None else champion_score,
-        "mlfleet.champion_version": "" if champion is None else champion.version,
-        "mlfleet.run_id": run_id,
-    })
+        decision = (
+            f"{'beats' if promoted else 'does not beat'} champion v{champion.version} "
+            f"on the same holdout: {new_score:.4f} vs {champion_score:.4f} "
+            f"(needs +{spec.promotion.min_improvement})"
+        )
+    registry.tag_version(
+        spec.name,
+        version,
+        {
+            **lineage,
+            f"mlfleet.metric.{spec.search.metric}": new_score,
+            **{f"mlfleet.holdout.{k}": v for k, v in metrics.items()},
+            "mlfleet.decision": decision,
+            "mlfleet.challenger_score": new_score,
+            "mlfleet.champion_score": "" if champion_score is None else champion_score,
+            "mlfleet.champion_version": "" if champion is None else champion.version,
+            "mlfleet.run_id": run_id,
+        },
+    )
     registry.set_challenger(spec.name, version)
     if promoted:
         registry.promote(spec.name, version)
     return TrainResult(
-        name=spec.name, version=version, run_id=run_id, dataset_version=manifest.version,
-        metric=spec.search.metric, score=new_score, champion_score=champion_score,
-        promoted=promoted, decision=decision,
+        name=spec.name,
+        version=version,
+        run_id=run_id,
+        dataset_version=manifest.version,
+        metric=spec.search.metric,
+        score=new_score,
+        champion_score=champion_score,
+        promoted=promoted,
+        decision=decision,
         best={"estimator": best.estimator, "params": best.params, "val_score": best.final_score},
-        holdout=metrics, trials=len(outcomes),
+        holdout=metrics,
+        trials=len(outcomes),
         trials_completed=sum(1 for o in outcomes if o.final_fraction == 1.0),
         seconds=time.perf_counter() - started,
         previous_champion=None if champion is None else champion.version,

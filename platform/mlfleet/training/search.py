@@ -76,15 +76,16 @@ def _trial(config: dict[str, Any], data: dict[str, Any]) -> None:
         start = time.perf_counter()
         pipeline.fit(X_fit.iloc[:n], y_fit.iloc[:n])
         value = score(pipeline, X_val, y_val, data["metric"])
-        tune.report({"score": value, "fraction": fraction,
-                     "fit_seconds": time.perf_counter() - start})
+        tune.report(
+            {"score": value, "fraction": fraction, "fit_seconds": time.perf_counter() - start}
+        )
 
 
 Listener = tuple[dict[int, TrialOutcome], Callable[[TrialOutcome], None] | None]
 _LISTENERS: dict[str, Listener] = {}
 
 
-class _Progress(tune.Callback):  # type: ignore[misc]
+class _Progress(tune.Callback):
     """Collects every trial's scores in the driver as Tune reports them.
 
     Defined at module level so Tune pickles it by reference: it holds only a key into the
@@ -98,21 +99,20 @@ class _Progress(tune.Callback):  # type: ignore[misc]
         outcomes, done = _LISTENERS.get(self.key, ({}, None))
         return outcomes.get(trial.config["trial"]), done
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any,
-                        result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         outcome, _ = self._outcome(trial)
         if outcome is not None:
             outcome.scores.append((float(result["fraction"]), float(result["score"])))
             outcome.seconds += float(result.get("fit_seconds", 0.0))
 
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
-                          **info: Any) -> None:
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         outcome, done = self._outcome(trial)
         if outcome is not None and done:
             done(outcome)
 
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any,
-                       **info: Any) -> None:
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         outcome, done = self._outcome(trial)
         if outcome is not None:
             outcome.error = str(getattr(trial, "error_msg", None) or "trial failed")
@@ -120,11 +120,20 @@ class _Progress(tune.Callback):  # type: ignore[misc]
                 done(outcome)
 
 
-def run_search(*, contract: Contract, features: list[str], search: SearchSpec,
-               configs: list[dict[str, Any]], X_fit: pd.DataFrame, y_fit: pd.Series,
-               X_val: pd.DataFrame, y_val: pd.Series, storage: Path, name: str,
-               on_trial_done: Callable[[TrialOutcome], None] | None = None
-               ) -> list[TrialOutcome]:
+def run_search(
+    *,
+    contract: Contract,
+    features: list[str],
+    search: SearchSpec,
+    configs: list[dict[str, Any]],
+    X_fit: pd.DataFrame,
+    y_fit: pd.Series,
+    X_val: pd.DataFrame,
+    y_val: pd.Series,
+    storage: Path,
+    name: str,
+    on_trial_done: Callable[[TrialOutcome], None] | None = None,
+) -> list[TrialOutcome]:
     """Run every configuration as a Tune trial; returns their outcomes in config order."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -134,13 +143,22 @@ def run_search(*, contract: Contract, features: list[str], search: SearchSpec,
     fractions = rung_fractions(len(X_fit), search.scheduler)
     scheduler: Any
     if len(fractions) > 1:
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=len(fractions),
-                                  grace_period=1, reduction_factor=2)
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", max_t=len(fractions), grace_period=1, reduction_factor=2
+        )
     else:
         scheduler = FIFOScheduler()
-    data = {"configs": configs, "X_fit": X_fit, "y_fit": y_fit, "X_val": X_val,
-            "y_val": y_val, "contract": contract, "features": features,
-            "metric": search.metric, "fractions": fractions}
+    data = {
+        "configs": configs,
+        "X_fit": X_fit,
+        "y_fit": y_fit,
+        "X_val": X_val,
+        "y_val": y_val,
+        "contract": contract,
+        "features": features,
+        "metric": search.metric,
+        "fractions": fractions,
+    }
     outcomes = {i: TrialOutcome(i, c["estimator"], c["params"]) for i, c in enumerate(configs)}
     # Tune pickles its callbacks with the experiment state; ours holds only a key into this
     # process-local table, not the outcomes or the caller's (lock-holding) progress display.
@@ -149,13 +167,20 @@ def run_search(*, contract: Contract, features: list[str], search: SearchSpec,
         tune.with_resources(tune.with_parameters(_trial, data=data), {"cpu": 1}),
         param_space={"trial": tune.grid_search(list(range(len(configs))))},
         tune_config=tune.TuneConfig(
-            metric="score", mode=search.mode, scheduler=scheduler,
+            metric="score",
+            mode=search.mode,
+            scheduler=scheduler,
             max_concurrent_trials=search.max_concurrent,
             # A warm worker per slot: a new process per trial costs ~5 s here.
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
-                                  callbacks=[_Progress(name)], log_to_file=True),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            verbose=0,
+            callbacks=[_Progress(name)],
+            log_to_file=True,
+        ),
     )
     try:
         tuner.fit()

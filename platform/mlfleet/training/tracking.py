@@ -40,17 +40,27 @@ def log_trials(outcomes: list[TrialOutcome], parent_run_id: str, experiment: str
     import mlflow
 
     for o in outcomes:
-        with mlflow.start_run(experiment_id=experiment, run_name=f"trial-{o.index:03d}",
-                              nested=True, parent_run_id=parent_run_id):
-            mlflow.log_params({"estimator": o.estimator,
-                               **{f"param.{k}": v for k, v in o.params.items()}})
+        with mlflow.start_run(
+            experiment_id=experiment,
+            run_name=f"trial-{o.index:03d}",
+            nested=True,
+            parent_run_id=parent_run_id,
+        ):
+            mlflow.log_params(
+                {"estimator": o.estimator, **{f"param.{k}": v for k, v in o.params.items()}}
+            )
             for step, (fraction, value) in enumerate(o.scores):
                 mlflow.log_metrics({"val_score": value, "fraction": fraction}, step=step)
             if o.final_score is not None:
                 mlflow.log_metric("final_val_score", o.final_score)
-            mlflow.set_tags({"mlfleet.trial": o.index,
-                             "mlfleet.trial_status": "error" if o.error else
-                             ("completed" if o.final_fraction == 1.0 else "stopped_early")})
+            mlflow.set_tags(
+                {
+                    "mlfleet.trial": o.index,
+                    "mlfleet.trial_status": "error"
+                    if o.error
+                    else ("completed" if o.final_fraction == 1.0 else "stopped_early"),
+                }
+            )
 
 
 def trusted_types(model: Any) -> list[str]:
@@ -72,8 +82,9 @@ def pip_requirements() -> list[str]:
     """Pinned requirements of the served model (no 8 s inference of requirements)."""
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in
-            ("scikit-learn", "numpy", "pandas", "scipy", "skops")]
+    return [
+        f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+    ]
 
 
 def log_model(model: Any, X_example: pd.DataFrame, name: str, extra: dict[str, Any]) -> Any:
@@ -87,8 +98,9 @@ def log_model(model: Any, X_example: pd.DataFrame, name: str, extra: dict[str, A
         files = []
         for filename, content in extra.items():
             path = Path(tmp) / filename
-            path.write_text(content if isinstance(content, str) else
-                            json.dumps(content, indent=2, default=str))
+            path.write_text(
+                content if isinstance(content, str) else json.dumps(content, indent=2, default=str)
+            )
             files.append(str(path))
         return mlflow.sklearn.log_model(
             model,

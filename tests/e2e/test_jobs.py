@@ -1,0 +1,146 @@
+"""`jobs/*.py` submitted with `ray job submit` to a `ray start --head` cluster on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.messy import CONTRACT_YAML, write_sources
+from tests.ray_head import BIN, RayHead, ray_head
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[RayHead]:
+    with ray_head() as h:
+        yield h
+
+
+def submit(head: RayHead, home: Path, *entrypoint: str) -> subprocess.CompletedProcess[str]:
+    runtime_env = {"env_vars": {"MLFLEET_HOME": str(home), "MLFLEET_GIT_SHA": "test-sha"}}
+    return subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            head.dashboard_url,
+            "--working-dir",
+            ".",
+            "--runtime-env-json",
+            json.dumps(runtime_env),
+            "--",
+            "python",
+            *entrypoint,
+        ],
+        cwd=REPO,
+        env=head.env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+
+
+def test_validate_job(head: RayHead, tmp_path: Path) -> None:
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(CONTRACT_YAML)
+    sources = write_sources(tmp_path / "src")
+    home = tmp_path / "home"
+    proc = submit(
+        head,
+        home,
+        "jobs/validate.py",
+        "--contract",
+        str(contract),
+        *sources,
+        "--max-quarantine-fraction",
+        "0.9",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "succeeded" in proc.stdout
+    manifests = list((home / "datasets" / "customers").glob("*/manifest.json"))
+    assert len(manifests) == 1
+    manifest = json.loads(manifests[0].read_text())
+    assert (manifest["rows_in"], manifest["rows_valid"], manifest["rows_quarantined"]) == (
+        21,
+        7,
+        14,
+    )
+    assert manifest["status"] == "passed"
+
+
+def test_train_job_then_models_cli(head: RayHead, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    spec = yaml.safe_load((REPO / "specs/penguins/model.yaml").read_text())
+    spec["search"]["num_samples"] = 4
+    spec["sources"] = [
+        str((REPO / "specs/penguins" / s).resolve())
+        if not s.startswith("sqlite")
+        else s.replace("sqlite:///", f"sqlite:///{REPO / 'specs/penguins'}/")
+        for s in spec["sources"]
+    ]
+    spec["contract"] = str(REPO / "specs/penguins/contract.yaml")
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = submit(head, home, "jobs/train.py", "--spec", str(path), "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "succeeded" in proc.stdout
+    # The job's own JSON result sits in the job logs that `ray job submit` streams back.
+    assert '"promoted": true' in proc.stdout and '"version": "1"' in proc.stdout
+
+    env = {**os.environ, "MLFLEET_HOME": str(home)}
+    cli = [sys.executable, "-m", "mlfleet.cli.main"]
+    listing = subprocess.run(
+        [*cli, "models", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert [(r["name"], r["champion"], r["metric"]) for r in rows] == [
+        ("penguin-species", "1", "f1_macro")
+    ]
+    assert rows[0]["score"] > 0.9
+    shown = subprocess.run(
+        [*cli, "models", "show", "penguin-species", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    tags = json.loads(shown.stdout)["all_versions"][0]["tags"]
+    assert tags["mlfleet.git_sha"] == "test-sha"
+    assert tags["mlfleet.dataset_version"] == rows[0]["dataset_version"]
+    rollback = subprocess.run(
+        [*cli, "models", "rollback", "penguin-species"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rollback.returncode == 2
+    assert "no previous champion" in rollback.stderr and "Traceback" not in rollback.stderr
+    unknown = subprocess.run(
+        [*cli, "models", "promote", "penguin-species", "7"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unknown.returncode == 2 and "has no version '7'" in unknown.stderr

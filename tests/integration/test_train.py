@@ -1,0 +1,213 @@
+"""Training on the session's Ray with MLflow on SQLite: registry, lineage, gate, rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlfleet import registry
+from mlfleet.errors import NotFoundError
+from mlfleet.registry import RegistryError
+from mlfleet.settings import Settings, get_settings
+from mlfleet.spec import load_spec
+from mlfleet.training.run import TrainResult, train
+
+pytestmark = pytest.mark.ray
+
+CONTRACT = """
+name: loans
+target: defaulted
+keys: [loan_id]
+columns:
+  - {name: loan_id, type: int}
+  - {name: income, type: float, min: 0, nullable: true}
+  - {name: debt_ratio, type: float, min: 0, max: 5}
+  - {name: region, type: category, values: [north, south, east, west], normalize: [strip, lower]}
+  - {name: defaulted, type: category, values: ["yes", "no"]}
+"""
+
+
+def spec(estimator: str, params: dict, samples: int, min_improvement: float = 0.0) -> dict:
+    return {
+        "name": "loan-default",
+        "contract": "contract.yaml",
+        "sources": ["loans.csv"],
+        "task": "classification",
+        "split": {"test_fraction": 0.25, "seed": 5, "stratify": True},
+        "search": {
+            "metric": "accuracy",
+            "mode": "max",
+            "num_samples": samples,
+            "max_concurrent": 2,
+            "scheduler": "asha",
+            "candidates": [{"estimator": estimator, "params": params}],
+        },
+        "promotion": {"min_improvement": min_improvement},
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(1)
+    n = 1200
+    income = rng.lognormal(10, 0.5, n)
+    debt = rng.uniform(0, 3, n)
+    region = rng.choice(["north", "south", "East ", "west"], n)
+    risk = debt * 2 - np.log(income) / 4 + rng.normal(0, 0.3, n)
+    frame = pd.DataFrame(
+        {
+            "loan_id": np.arange(1, n + 1),
+            "income": income.round(2),
+            "debt_ratio": debt.round(3),
+            "region": region,
+            "defaulted": np.where(risk > np.median(risk), "yes", "no"),
+        }
+    )
+    frame.loc[::50, "income"] = np.nan
+    frame.to_csv(root / "loans.csv", index=False)
+    (root / "contract.yaml").write_text(CONTRACT)
+    return root
+
+
+@pytest.fixture(scope="module")
+def settings(workspace: Path) -> Settings:
+    s = get_settings(home=workspace / "home")
+    registry.configure(s)
+    return s
+
+
+def train_with(workspace: Path, settings: Settings, name: str, body: dict) -> TrainResult:
+    path = workspace / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return train(load_spec(path), settings)
+
+
+@pytest.fixture(scope="module")
+def first(ray_session: None, workspace: Path, settings: Settings) -> TrainResult:
+    return train_with(
+        workspace,
+        settings,
+        "weak",
+        spec("sklearn.dummy.DummyClassifier", {"strategy": "most_frequent"}, 2),
+    )
+
+
+@pytest.fixture(scope="module")
+def second(first: TrainResult, workspace: Path, settings: Settings) -> TrainResult:
+    return train_with(
+        workspace,
+        settings,
+        "strong",
+        spec(
+            "sklearn.linear_model.LogisticRegression",
+            {"C": {"loguniform": [0.1, 10]}, "max_iter": 500},
+            4,
+        ),
+    )
+
+
+def test_first_version_becomes_champion(first: TrainResult) -> None:
+    assert first.version == "1" and first.promoted
+    assert registry.alias_version("loan-default", "champion").version == "1"
+
+
+def test_better_challenger_is_promoted_on_the_same_holdout(
+    first: TrainResult, second: TrainResult
+) -> None:
+    assert second.version == "2"
+    assert second.trials == 4
+    assert second.promoted
+    assert second.champion_score == pytest.approx(first.score)  # re-scored, same holdout
+    assert second.score > first.score + 0.1
+    assert registry.alias_version("loan-default", "champion").version == "2"
+    tags = registry.get_version("loan-default", "2").tags
+    assert tags["mlfleet.champion_version"] == "1"
+    assert float(tags["mlfleet.champion_score"]) == pytest.approx(first.score)
+    assert "beats champion v1" in tags["mlfleet.decision"]
+
+
+def test_worse_challenger_stays_challenger_and_rollback(
+    second: TrainResult, workspace: Path, settings: Settings
+) -> None:
+    third = train_with(
+        workspace,
+        settings,
+        "weak2",
+        spec("sklearn.dummy.DummyClassifier", {"strategy": "prior"}, 2),
+    )
+    assert third.version == "3" and not third.promoted
+    assert registry.alias_version("loan-default", "champion").version == "2"
+    assert registry.alias_version("loan-default", "challenger").version == "3"
+    assert (
+        "does not beat champion v2"
+        in registry.get_version("loan-default", "3").tags["mlfleet.decision"]
+    )
+    assert registry.rollback("loan-default").version == "1"
+    assert registry.alias_version("loan-default", "champion").version == "1"
+    with pytest.raises(RegistryError, match="no previous champion"):
+        registry.rollback("loan-default")
+    registry.promote("loan-default", "2")
+    assert registry.alias_version("loan-default", "champion").version == "2"
+    with pytest.raises(NotFoundError):
+        registry.promote("loan-default", "99")
+
+
+def test_version_lineage_tags_and_artifacts(second: TrainResult, settings: Settings) -> None:
+    import mlflow
+
+    manifest_dirs = list((settings.datasets_dir / "loans").glob("*/manifest.json"))
+    assert len(manifest_dirs) == 1
+    manifest = json.loads(manifest_dirs[0].read_text())
+    tags = registry.get_version("loan-default", "2").tags
+    assert tags["mlfleet.dataset_version"] == manifest["version"] == second.dataset_version
+    assert tags["mlfleet.contract_sha"] == manifest["contract_sha"]
+    assert len(tags["mlfleet.spec_sha"]) == 64 and tags["mlfleet.git_sha"]
+    assert float(tags["mlfleet.metric.accuracy"]) == pytest.approx(second.score)
+
+    model_dir = Path(mlflow.artifacts.download_artifacts("models:/loan-default/2"))
+    files = {p.name: p for p in model_dir.rglob("*") if p.is_file()}
+    assert {"MLmodel", "contract.yaml", "profile.json", "metrics.json"} <= set(files)
+    profile = json.loads(files["profile.json"].read_text())
+    assert profile["version"] == manifest["version"]
+    assert "debt_ratio" in profile["features"]
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(second.run_id)
+    assert run.data.tags["mlfleet.dataset_version"] == manifest["version"]
+    assert "holdout_accuracy" in run.data.metrics
+    assert run.inputs.dataset_inputs[0].dataset.digest == manifest["version"]
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{second.run_id}'"
+    )
+    assert len(children) == 4
+    assert all(
+        "final_val_score" in c.data.metrics or c.data.tags["mlfleet.trial_status"] != "completed"
+        for c in children
+    )
+    artifacts = {a.path for a in client.list_artifacts(second.run_id, "validation")}
+    assert artifacts == {
+        "validation/manifest.json",
+        "validation/report.json",
+        "validation/report.html",
+    }
+
+
+def test_champion_loads_with_plain_mlflow_and_predicts_raw_rows(second: TrainResult) -> None:
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model("models:/loan-default@champion")
+    rows = pd.DataFrame(
+        [
+            {"income": 20000.0, "debt_ratio": 2.9, "region": "north"},
+            {"income": None, "debt_ratio": 0.1, "region": "atlantis"},  # null + unseen category
+        ]
+    )
+    pred = model.predict(rows)
+    assert next(iter(pred)) == "yes"
+    assert set(pred) <= {"yes", "no"}
