@@ -103,6 +103,9 @@ def test_profile_and_report(result: ValidationResult) -> None:
     assert age["kind"] == "numeric"
     assert sum(age["counts"]) == 6 and age["nulls"] == 1
     assert age["edges"][0] == 25 and age["edges"][-1] == 80
+    # The app's resend of customer 1 (spend 99.0) was the largest value before de-duplication.
+    spend = profile["features"]["monthly_spend"]
+    assert (spend["min"], spend["max"], sum(spend["counts"])) == (0.0, 30.0, 7)
     assert profile["features"]["plan"]["frequencies"] == {"basic": 3, "pro": 2, "enterprise": 2}
     assert profile["features"]["churned"]["kind"] == "categorical"
     assert "email" not in profile["features"]  # free text is not profiled

@@ -4,7 +4,13 @@ import numpy as np
 import pyarrow as pa
 
 from mlfleet.data.dedup import duplicate_positions, key_hashes, row_orders, split_order
-from mlfleet.data.profile import QuantileSketch, bin_counts, bin_edges
+from mlfleet.data.profile import (
+    FineHistogram,
+    bin_counts,
+    equal_frequency,
+    fine_keys,
+    key_floor,
+)
 
 
 def test_bin_counts_outer_bins_are_open() -> None:
@@ -13,26 +19,39 @@ def test_bin_counts_outer_bins_are_open() -> None:
     assert counts.tolist() == [3, 1, 3]
 
 
-def test_edges_from_merged_sketches_are_close_to_true_quantiles() -> None:
+def test_fine_keys_preserve_order_and_floors_invert_them() -> None:
+    values = np.array([-1e9, -3.5, -0.0, 0.0, 1e-300, 0.5, 1.0, 2.0, 511.0, 512.0, 7e12])
+    keys = fine_keys(values)
+    assert np.all(np.diff(keys.astype(np.int64)) >= 0)
+    floors = key_floor(keys)
+    assert np.all(floors <= np.where(values == 0, 0.0, values))
+    # Integers below 512 sit alone in their bin: the floor is the value itself.
+    ints = np.arange(0, 512, dtype=np.float64)
+    assert np.array_equal(key_floor(fine_keys(ints)), ints)
+
+
+def test_equal_frequency_edges_with_exact_counts() -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=200_000)
-    parts = [QuantileSketch.of(chunk) for chunk in np.array_split(data, 13)]
-    edges = bin_edges(QuantileSketch.merge(parts), float(data.min()), float(data.max()), bins=10)
-    assert len(edges) == 11
+    parts = [FineHistogram.of(chunk) for chunk in np.array_split(data, 13)]
+    hist = parts[0]
+    for p in parts[1:]:
+        hist = hist.combine(p)
+    edges, counts = equal_frequency(hist, float(data.min()), float(data.max()), bins=10)
+    assert len(edges) == 11 and sum(counts) == data.size
+    # The counts are exactly what binning the raw values against the edges gives.
+    assert counts == bin_counts(data, edges).tolist()
     true_inner = np.quantile(data, np.linspace(0, 1, 11)[1:-1])
     assert np.max(np.abs(np.array(edges[1:-1]) - true_inner)) < 0.02
-    counts = bin_counts(data, edges)
-    assert counts.sum() == data.size
-    assert counts.min() > 0.09 * data.size and counts.max() < 0.11 * data.size
+    assert min(counts) > 0.09 * data.size and max(counts) < 0.11 * data.size
 
 
-def test_discrete_and_constant_columns_get_fewer_bins() -> None:
-    data = np.array([1.0, 2.0, 3.0] * 100)
-    edges = bin_edges(QuantileSketch.of(data), 1.0, 3.0)
-    assert edges == sorted(set(edges)) and len(edges) <= 4
-    assert bin_counts(data, edges).sum() == 300
-    const = bin_edges(QuantileSketch.of(np.full(10, 7.0)), 7.0, 7.0)
-    assert bin_counts(np.full(10, 7.0), const).tolist() == [10]
+def test_histograms_subtract_exactly() -> None:
+    a = FineHistogram.of(np.array([1.0, 2.0, 2.0, 3.0]))
+    b = FineHistogram.of(np.array([2.0, 3.0]))
+    rest = a.combine(b, sign=-1)
+    assert rest.total == 2
+    assert key_floor(rest.keys).tolist() == [1.0, 2.0]
 
 
 def test_orders_sort_by_source_then_row() -> None:

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 from mlfleet.data.contract import ColumnSpec, Contract
 
 NUM_BINS = 20
-SKETCH_POINTS = 256
 TOP_CATEGORIES = 50
 
 
@@ -31,49 +30,89 @@ def profiled(col: ColumnSpec) -> str | None:
     return None
 
 
-@dataclass
-class QuantileSketch:
-    """Weighted order statistics of a sample; merging keeps rank error ~ 1/SKETCH_POINTS."""
+# Fine bins: a float's order-preserving bit pattern cut to its top bits (sign, exponent and
+# 8 mantissa bits), i.e. bins ~0.4% wide relative to the value, every integer below 512 in
+# its own bin. Counting batches into these is exact and additive, so equal-frequency edges
+# and their exact counts come from one streaming pass, with no second read of the data.
+FINE_KEY_BITS = 20
+_SHIFT = np.uint64(64 - FINE_KEY_BITS)
+_SIGN = np.uint64(1 << 63)
 
-    values: np.ndarray = field(default_factory=lambda: np.empty(0))
-    weights: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+def fine_keys(values: np.ndarray) -> np.ndarray:
+    """Order-preserving fine-bin keys of finite float64 values."""
+    bits = (values.astype(np.float64) + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
+    ordered = np.where(bits & _SIGN, ~bits, bits | _SIGN)
+    return ordered >> _SHIFT
+
+
+def key_floor(keys: np.ndarray) -> np.ndarray:
+    """The smallest value of each fine bin (the inverse of :func:`fine_keys` on bin starts)."""
+    ordered = keys.astype(np.uint64) << _SHIFT
+    bits = np.where(ordered & _SIGN, ordered & ~_SIGN, ~ordered)
+    return bits.view(np.float64)
+
+
+@dataclass
+class FineHistogram:
+    """Sparse counts per fine bin (sorted keys, their counts)."""
+
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @classmethod
-    def of(cls, values: np.ndarray, points: int = SKETCH_POINTS) -> QuantileSketch:
-        """Sketch the finite values of one batch."""
-        values = np.sort(values[np.isfinite(values)])
-        n = values.size
-        if n <= points:
-            return cls(values, np.ones(n))
-        idx = ((np.arange(points) + 0.5) * n / points).astype(np.int64)
-        return cls(values[idx], np.full(points, n / points))
+    def of(cls, values: np.ndarray) -> FineHistogram:
+        """Count finite values into fine bins."""
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return cls()
+        keys = fine_keys(values)
+        low = keys.min()
+        dense = np.bincount((keys - low).astype(np.int64))
+        present = np.nonzero(dense)[0]
+        return cls(present.astype(np.uint64) + low, dense[present].astype(np.int64))
 
-    @staticmethod
-    def merge(parts: list[QuantileSketch]) -> QuantileSketch:
-        """Concatenate sketches (exact for the union of their samples)."""
-        if not parts:
-            return QuantileSketch()
-        return QuantileSketch(
-            np.concatenate([p.values for p in parts]), np.concatenate([p.weights for p in parts])
-        )
+    def combine(self, other: FineHistogram, sign: int = 1) -> FineHistogram:
+        """Add (or, with ``sign=-1``, subtract) another histogram."""
+        keys = np.concatenate([self.keys, other.keys])
+        if keys.size == 0:
+            return FineHistogram()
+        counts = np.concatenate([self.counts, sign * other.counts])
+        unique, inverse = np.unique(keys, return_inverse=True)
+        total = np.bincount(inverse, weights=counts, minlength=unique.size).astype(np.int64)
+        keep = total != 0
+        return FineHistogram(unique[keep], total[keep])
 
-    def quantiles(self, qs: np.ndarray) -> np.ndarray:
-        """Approximate quantiles at probabilities ``qs``."""
-        if self.values.size == 0:
-            return np.empty(0)
-        order = np.argsort(self.values, kind="stable")
-        values, cum = self.values[order], np.cumsum(self.weights[order])
-        idx = np.searchsorted(cum, qs * cum[-1], side="left")
-        return values[np.clip(idx, 0, values.size - 1)]
+    @property
+    def total(self) -> int:
+        """Number of values counted."""
+        return int(self.counts.sum())
 
 
-def bin_edges(sketch: QuantileSketch, lo: float, hi: float, bins: int = NUM_BINS) -> list[float]:
-    """Equal-frequency edges from ``lo`` to ``hi``; repeated edges (discrete data) merge."""
-    inner = sketch.quantiles(np.linspace(0, 1, bins + 1)[1:-1])
-    edges = np.unique(np.concatenate([[lo], inner, [hi]]))
-    if edges.size == 1:
-        edges = np.array([lo, lo])  # A constant column: one bin.
-    return [float(e) for e in edges]
+def equal_frequency(
+    hist: FineHistogram, lo: float, hi: float, bins: int = NUM_BINS
+) -> tuple[list[float], list[int]]:
+    """~``bins`` equal-frequency edges from ``lo`` to ``hi`` and the exact count per bin.
+
+    Inner edges fall on fine-bin boundaries, so every counted value lands in the same bin
+    that :func:`bin_counts` gives it later; discrete data gets fewer, merged bins.
+    """
+    if hist.total == 0:
+        return [lo, hi], [0]
+    cum = np.cumsum(hist.counts)
+    targets = np.arange(1, bins) * cum[-1] / bins
+    idx = np.searchsorted(cum, targets, side="left")
+    idx = idx[idx + 1 < hist.keys.size]
+    inner = np.unique(key_floor(hist.keys[np.unique(idx) + 1]))
+    # An inner edge may equal `hi`: a discrete column's largest value then gets its own
+    # (closed) last bin instead of sharing one with the value below it.
+    inner = inner[(inner > lo) & (inner <= hi)]
+    edges = np.concatenate([[lo], inner, [hi]])
+    if edges.size == 2 and lo == hi:
+        edges = np.array([lo, lo])
+    coarse = np.searchsorted(edges[1:-1], key_floor(hist.keys), side="right")
+    counts = np.bincount(coarse, weights=hist.counts, minlength=edges.size - 1)
+    return [float(e) for e in edges], [int(c) for c in counts[: edges.size - 1]]
 
 
 def bin_counts(values: np.ndarray, edges: list[float] | np.ndarray) -> np.ndarray:
@@ -103,12 +142,11 @@ class ColumnPartial:
     min: float | None = None
     max: float | None = None
     total: float = 0.0
-    sketch: QuantileSketch | None = None
-    counts: np.ndarray | None = None
+    fine: FineHistogram | None = None
     categories: Counter[str] | None = None
 
     def merge(self, other: ColumnPartial) -> ColumnPartial:
-        """Combine with another partial of the same column."""
+        """Combine with a partial of other rows of the same column."""
 
         def pick(fn: Any, a: float | None, b: float | None) -> float | None:
             return b if a is None else a if b is None else fn(a, b)
@@ -120,25 +158,35 @@ class ColumnPartial:
             max=pick(max, self.max, other.max),
             total=self.total + other.total,
         )
-        if self.sketch is not None or other.sketch is not None:
-            out.sketch = QuantileSketch.merge([p for p in (self.sketch, other.sketch) if p])
-        if self.counts is not None or other.counts is not None:
-            present = [c for c in (self.counts, other.counts) if c is not None]
-            out.counts = present[0] if len(present) == 1 else present[0] + present[1]
+        if self.fine is not None or other.fine is not None:
+            out.fine = (self.fine or FineHistogram()).combine(other.fine or FineHistogram())
         if self.categories is not None or other.categories is not None:
             out.categories = (self.categories or Counter()) + (other.categories or Counter())
         return out
 
+    def remove(self, other: ColumnPartial) -> tuple[ColumnPartial, bool]:
+        """Take away rows counted in ``other`` (dropped duplicates).
 
-def column_partial(
-    values: pa.Array, col: ColumnSpec, *, sketch: bool, edges: list[float] | None = None
-) -> ColumnPartial:
-    """Statistics of one column of a batch.
+        Returns:
+            (the rest, whether min/max may have changed and need recomputing).
+        """
+        out = ColumnPartial(
+            rows=self.rows - other.rows,
+            nulls=self.nulls - other.nulls,
+            min=self.min,
+            max=self.max,
+            total=self.total - other.total,
+        )
+        if self.fine is not None:
+            out.fine = self.fine.combine(other.fine or FineHistogram(), sign=-1)
+        if self.categories is not None:
+            out.categories = self.categories - (other.categories or Counter())
+        stale = other.min is not None and (other.min == self.min or other.max == self.max)
+        return out, stale
 
-    Args:
-        sketch: keep a quantile sketch (first pass, to choose bin edges).
-        edges: count values per bin against these edges (second pass).
-    """
+
+def column_partial(values: pa.Array, col: ColumnSpec) -> ColumnPartial:
+    """Statistics of one column of a batch (numbers also into fine bins)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     part = ColumnPartial(rows=len(values), nulls=values.null_count)
@@ -147,10 +195,7 @@ def column_partial(
         nums = _numpy(values)
         if nums.size:
             part.min, part.max, part.total = float(nums.min()), float(nums.max()), float(nums.sum())
-        if sketch:
-            part.sketch = QuantileSketch.of(nums)
-        if edges is not None:
-            part.counts = bin_counts(nums, edges)
+        part.fine = FineHistogram.of(nums)
     elif col.type == "datetime":
         mm = pc.min_max(values)
         lo, hi = mm["min"].as_py(), mm["max"].as_py()
@@ -167,13 +212,12 @@ def column_partial(
 def profile_document(
     contract: Contract,
     partials: dict[str, ColumnPartial],
-    edges: dict[str, list[float]],
     *,
     name: str,
     version: str,
     rows: int,
 ) -> dict[str, Any]:
-    """The reference profile (``profile.json``) from merged second-pass partials."""
+    """The reference profile (``profile.json``) from the curated data's merged partials."""
     features: dict[str, Any] = {}
     for col in contract.columns:
         kind = profiled(col)
@@ -181,12 +225,15 @@ def profile_document(
         if kind is None or part is None:
             continue
         if kind == "numeric":
-            counts = part.counts if part.counts is not None else np.zeros(0, np.int64)
+            edges: list[float] = []
+            counts: list[int] = []
+            if part.fine is not None and part.min is not None and part.max is not None:
+                edges, counts = equal_frequency(part.fine, part.min, part.max)
             features[col.name] = {
                 "kind": "numeric",
                 "type": col.type,
-                "edges": edges.get(col.name, []),
-                "counts": [int(c) for c in counts],
+                "edges": edges,
+                "counts": counts,
                 "nulls": part.nulls,
                 "min": part.min,
                 "max": part.max,

@@ -1,12 +1,13 @@
 """Turn raw sources into a dataset version: the Ray Data pipeline around the pure rules.
 
-Pass 1 streams every source through one ``map_batches`` transform that normalises,
-parses and checks a batch (rules.py), writes its valid rows (curated Parquet) and its
-rejected rows (quarantine Parquet) and returns a small summary: counts, failure
-examples, quantile sketches and the valid rows' key hashes. The driver then finds
-duplicates across all sources from the hashes alone, rewrites the few files that hold
-them, and pass 2 streams the curated data once more to count each feature against the
-reference bin edges. No row ever travels to the driver.
+One streaming pass sends every source through a ``map_batches`` transform that
+normalises, parses and checks a batch (rules.py), writes its valid rows (curated Parquet)
+and its rejected rows (quarantine Parquet) and returns a small summary: counts, failure
+examples, additive column statistics (fine-binned numbers, category counts) and the
+valid rows' key hashes. The driver finds duplicates across all sources from the hashes
+alone; Ray tasks then rewrite the files holding them and return the statistics of the
+rows they moved, which are subtracted, so the profile stays exact without reading the
+data again. No row ever travels to the driver.
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ class BatchSummary:
     reasons: Counter[str] = field(default_factory=Counter)
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    sketches: dict[str, profile.QuantileSketch] = field(default_factory=dict)
-    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    partials: dict[str, profile.ColumnPartial] = field(default_factory=dict)
     orders: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
 
@@ -131,91 +131,143 @@ def validate_batch(
         valid_rows = row_numbers.filter(pa.array(good)) if bad_rows.size else row_numbers
         summary.orders = dedup.row_orders(src, valid_rows.to_numpy())
         summary.hashes = dedup.key_hashes(valid, contract.keys)
-        for col in contract.columns:
-            if profile.profiled(col) == "numeric":
-                part = profile.column_partial(valid.column(col.name), col, sketch=True)
-                if part.sketch is not None and part.min is not None and part.max is not None:
-                    summary.sketches[col.name] = part.sketch
-                    summary.bounds[col.name] = (part.min, part.max)
+        summary.partials = _partials(valid, contract)
     return _pack(summary)
 
 
-def stats_batch(batch: pa.Table, *, contract: Contract, edges: dict[str, list[float]]) -> pa.Table:
-    """Ray Data transform (pass 2): column statistics and bin counts of curated rows."""
-    parts = {
-        col.name: profile.column_partial(
-            batch.column(col.name), col, sketch=False, edges=edges.get(col.name)
+def _partials(table: pa.Table, contract: Contract) -> dict[str, profile.ColumnPartial]:
+    return {c.name: profile.column_partial(table.column(c.name), c) for c in contract.columns}
+
+
+@dataclass
+class DroppedDuplicates:
+    """What removing duplicates from one curated file took away."""
+
+    rows: int
+    partials: dict[str, profile.ColumnPartial]
+    examples: list[dict[str, Any]]
+
+
+def remove_duplicates_from_file(
+    staging: str,
+    data_file: str,
+    positions: np.ndarray,
+    places: list[tuple[str, int]],
+    firsts: list[tuple[str, int]],
+    contract: Contract,
+) -> DroppedDuplicates:
+    """Drop rows at ``positions`` from a curated file and quarantine them as duplicates.
+
+    Args:
+        places: (source, row) of each dropped row.
+        firsts: (source, row) of the occurrence each dropped row repeats.
+    """
+    path = Path(staging) / DATA_DIR / data_file
+    table = pq.read_table(path)
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[positions] = False
+    dropped = table.take(pa.array(positions, pa.int64()))
+    if keep.any():
+        pq.write_table(table.filter(pa.array(keep)), path)
+    else:
+        path.unlink()
+    n = dropped.num_rows
+    key_label = "+".join(contract.keys) if contract.keys else "*"
+    arrays = [rules._as_text(dropped.column(c.name).combine_chunks()) for c in contract.columns]
+    arrays += [
+        pa.nulls(n, pa.string()),
+        pa.array([s for s, _ in places], pa.string()),
+        pa.array([r for _, r in places], pa.int64()),
+        pa.array([[rules.DUPLICATE]] * n, pa.list_(pa.string())),
+        pa.array([[f"{key_label}:{rules.DUPLICATE}"]] * n, pa.list_(pa.string())),
+    ]
+    quarantined = pa.Table.from_arrays(arrays, schema=rules.quarantine_schema(contract))
+    pq.write_table(quarantined, Path(staging) / QUARANTINE_DIR / f"dup-{data_file}")
+    examples = [
+        {"source": s, "row": r, "value": f"repeats {fs} row {fr}"}
+        for (s, r), (fs, fr) in zip(
+            places[:EXAMPLES_PER_RULE], firsts[:EXAMPLES_PER_RULE], strict=False
         )
-        for col in contract.columns
-    }
-    return _pack(parts)
+    ]
+    return DroppedDuplicates(rows=n, partials=_partials(dropped, contract), examples=examples)
 
 
 def _drop_duplicates(
     staging: Path, summaries: list[BatchSummary], contract: Contract, labels: list[str]
-) -> int:
-    """Move every later occurrence of a key into quarantine; returns how many moved."""
+) -> list[DroppedDuplicates]:
+    """Move every later occurrence of a key into quarantine, one Ray task per file."""
+    import ray
+
     with_rows = [s for s in summaries if s.data_file]
     if not with_rows:
-        return 0
+        return []
     hashes = np.concatenate([s.hashes for s in with_rows])
     dups, firsts = dedup.duplicate_positions(hashes)
     if dups.size == 0:
-        return 0
+        return []
     orders = np.concatenate([s.orders for s in with_rows])
     starts = np.cumsum([0] + [s.orders.size for s in with_rows])
     owner = np.searchsorted(starts, dups, side="right") - 1
+    remote = ray.remote(num_cpus=1)(remove_duplicates_from_file)
+    contract_ref = ray.put(contract)
     key_label = "+".join(contract.keys) if contract.keys else "*"
+
+    def where(order: int) -> tuple[str, int]:
+        source, row = dedup.split_order(order)
+        return labels[source], row
+
+    pending = []
     for batch_idx in np.unique(owner):
         summary = with_rows[int(batch_idx)]
-        local = dups[owner == batch_idx] - starts[batch_idx]
-        first_of = firsts[owner == batch_idx]
         assert summary.data_file is not None
-        path = staging / DATA_DIR / summary.data_file
-        table = pq.read_table(path)
-        keep = np.ones(table.num_rows, dtype=bool)
-        keep[local] = False
-        if keep.any():
-            pq.write_table(table.filter(pa.array(keep)), path)
-        else:
-            path.unlink()
-        dropped = table.take(pa.array(local, pa.int64()))
-        n = dropped.num_rows
-        arrays = [rules._as_text(dropped.column(c.name).combine_chunks()) for c in contract.columns]
-        srcs_rows = [dedup.split_order(o) for o in orders[dups[owner == batch_idx]]]
-        firsts_where = [dedup.split_order(o) for o in orders[first_of]]
-        arrays += [
-            pa.nulls(n, pa.string()),
-            pa.array([labels[s] for s, _ in srcs_rows], pa.string()),
-            pa.array([r for _, r in srcs_rows], pa.int64()),
-            pa.array([[rules.DUPLICATE]] * n, pa.list_(pa.string())),
-            pa.array([[f"{key_label}:{rules.DUPLICATE}"]] * n, pa.list_(pa.string())),
-        ]
-        table_q = pa.Table.from_arrays(arrays, schema=rules.quarantine_schema(contract))
-        pq.write_table(table_q, staging / QUARANTINE_DIR / f"dup-{summary.data_file}")
-        summary.rows_valid -= n
-        summary.reasons[rules.DUPLICATE] += n
-        summary.failures[(key_label, rules.DUPLICATE)] += n
+        mine = owner == batch_idx
+        places = [where(o) for o in orders[dups[mine]]]
+        first_places = [where(o) for o in orders[firsts[mine]]]
+        ref = remote.remote(
+            str(staging),
+            summary.data_file,
+            dups[mine] - starts[batch_idx],
+            places,
+            first_places,
+            contract_ref,
+        )
+        pending.append((summary, ref))
+    results = []
+    for summary, ref in pending:
+        dropped: DroppedDuplicates = ray.get(ref)
+        summary.rows_valid -= dropped.rows
+        summary.reasons[rules.DUPLICATE] += dropped.rows
+        summary.failures[(key_label, rules.DUPLICATE)] += dropped.rows
         examples = summary.examples.setdefault((key_label, rules.DUPLICATE), [])
-        for (s, r), (fs, fr) in zip(srcs_rows, firsts_where, strict=True):
-            if len(examples) >= EXAMPLES_PER_RULE:
-                break
-            examples.append(
-                {"source": labels[s], "row": r, "value": f"repeats {labels[fs]} row {fr}"}
-            )
-    return int(dups.size)
+        examples.extend(dropped.examples[: max(EXAMPLES_PER_RULE - len(examples), 0)])
+        results.append(dropped)
+    return results
 
 
-def _edges(summaries: list[BatchSummary], contract: Contract) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for col in contract.columns:
-        parts = [s.sketches[col.name] for s in summaries if col.name in s.sketches]
-        if not parts:
-            continue
-        lo = min(s.bounds[col.name][0] for s in summaries if col.name in s.bounds)
-        hi = max(s.bounds[col.name][1] for s in summaries if col.name in s.bounds)
-        out[col.name] = profile.bin_edges(profile.QuantileSketch.merge(parts), lo, hi)
-    return out
+def _curated_partials(
+    staging: Path,
+    summaries: list[BatchSummary],
+    dropped: list[DroppedDuplicates],
+    contract: Contract,
+) -> dict[str, profile.ColumnPartial]:
+    """Statistics of the curated rows: all valid rows' minus the duplicates'."""
+    merged: dict[str, profile.ColumnPartial] = {}
+    for s in summaries:
+        for name, part in s.partials.items():
+            merged[name] = merged[name].merge(part) if name in merged else part
+    removed: dict[str, profile.ColumnPartial] = {}
+    for d in dropped:
+        for name, part in d.partials.items():
+            removed[name] = removed[name].merge(part) if name in removed else part
+    for name, part in removed.items():
+        rest, stale = merged[name].remove(part)
+        if stale and rest.rows > rest.nulls:
+            # A dropped row held the extreme value: read that one column back for the truth.
+            column = pq.read_table(staging / DATA_DIR, columns=[name]).column(name)
+            exact = profile.column_partial(column, contract.column(name))
+            rest.min, rest.max = exact.min, exact.max
+        merged[name] = rest
+    return merged
 
 
 def _existing(final: Path, limit: float) -> ValidationResult:
@@ -314,23 +366,10 @@ def _run(
         raise
     summaries.sort(key=lambda s: (s.src, s.first_row))
 
-    duplicates = _drop_duplicates(staging, summaries, contract, labels)
-    edges = _edges(summaries, contract)
+    dropped = _drop_duplicates(staging, summaries, contract, labels)
+    duplicates = sum(d.rows for d in dropped)
     rows_valid = sum(s.rows_valid for s in summaries)
-    partials: dict[str, profile.ColumnPartial] = {}
-    if rows_valid:
-        curated = ray.data.read_parquet(str(staging / DATA_DIR))
-        stats = curated.map_batches(
-            stats_batch,  # type: ignore[arg-type]
-            batch_format="pyarrow",
-            batch_size=None,
-            zero_copy_batch=True,
-            fn_kwargs={"contract": contract, "edges": edges},
-        )
-        for table in stats.iter_batches(batch_format="pyarrow", batch_size=None):
-            for parts in _unpack(table):
-                for name, part in parts.items():
-                    partials[name] = partials[name].merge(part) if name in partials else part
+    partials = _curated_partials(staging, summaries, dropped, contract)
 
     rows_in = sum(s.rows_in for s in summaries)
     quarantined = rows_in - rows_valid
@@ -375,7 +414,7 @@ def _run(
     )
     assert manifest.rows_in == manifest.rows_valid + manifest.rows_quarantined
     prof = profile.profile_document(
-        contract, partials, edges, name=contract.name, version=version, rows=rows_valid
+        contract, partials, name=contract.name, version=version, rows=rows_valid
     )
     doc = report.report_document(manifest, contract, partials, failures, examples, duplicates)
     versions.write_json(staging / "profile.json", prof)
