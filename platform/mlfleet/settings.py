@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlfleet.errors import SettingsError
+from mlfleet.serving.auth import ApiKey
 
 
 class Settings(BaseSettings):
@@ -45,6 +46,23 @@ class Settings(BaseSettings):
         "others can write to the registry.",
     )
 
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "sha256", "scopes": ["predict", "admin"]}; create '
+        "entries with `mlfleet keys create`. Empty: no auth, and the gateway binds 127.0.0.1.",
+    )
+    serve_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway binds.")
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="Gateway HTTP port.")
+    max_request_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body; bigger ones get 413."
+    )
+    max_num_models_per_replica: int = Field(
+        default=8, ge=1, description="Model versions a pool replica keeps loaded (LRU)."
+    )
+    alias_refresh_seconds: float = Field(
+        default=2.0, gt=0, description="How often the gateway re-reads champion aliases."
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -72,5 +90,6 @@ def get_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise SettingsError(f"MLFLEET_{field.upper()}: {first['msg']}") from None
+        loc = [str(p) for p in first["loc"]] or ["settings"]
+        where = f" at {'.'.join(loc[1:])}" if len(loc) > 1 else ""
+        raise SettingsError(f"MLFLEET_{loc[0].upper()}{where}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""Serving: one FastAPI gateway on Ray Serve, a multiplexed pool and dedicated deployments."""
