@@ -137,9 +137,9 @@ def _checker(col: ColumnSpec, null_tokens: frozenset[str]) -> Checker:
         if col.type == "float":
             if isinstance(value, bool):
                 raise _Invalid("expected a number, got a boolean")
-            if isinstance(value, int | float):
-                number = float(value)
-            elif isinstance(value, str) and _FLOAT.match(value.strip()):
+            if isinstance(value, int | float) or (
+                isinstance(value, str) and _FLOAT.match(value.strip())
+            ):
                 number = float(value)
             else:
                 raise _Invalid("expected a number")

@@ -293,6 +293,9 @@ def train(
             "mlfleet.champion_score": "" if champion_score is None else champion_score,
             "mlfleet.champion_version": "" if champion is None else champion.version,
             "mlfleet.run_id": run_id,
+            # What serving needs to validate requests without opening the model.
+            "mlfleet.features": json.dumps(features),
+            "mlfleet.task": spec.task,
         },
     )
     registry.set_challenger(spec.name, version)

@@ -1,0 +1,441 @@
+"""The gateway: one FastAPI ingress for the whole fleet on Ray Serve.
+
+It authenticates, resolves each model's ``champion`` alias to a version (cached and
+refreshed in the background), validates rows against that version's data contract and
+forwards them to the multiplexed pool or the model's dedicated deployment. Errors are a
+small JSON envelope, never a stack trace or an echo of the payload.
+"""
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlfleet.errors import MlfleetError, NotFoundError
+from mlfleet.serving.auth import ApiKey, authenticate, bearer
+from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
+from mlfleet.serving.schemas import PredictRequest, PredictResponse, RequestInvalid, RowValidator
+from mlfleet.settings import Settings
+
+log = logging.getLogger("mlfleet.gateway")
+READY_TIMEOUT_S = 60.0
+
+
+class ApiError(MlfleetError):
+    """An HTTP-level problem with a fixed status (401, 403, 413, 415, 400)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.http_status = status
+
+
+class PromoteRequest(BaseModel):
+    """Body of ``POST /v1/models/{name}/promote``."""
+
+    version: str
+
+
+def envelope(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
+    """The error body every failure uses."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if request_id:
+        body["error"]["request_id"] = request_id
+    return JSONResponse(status_code=status, content=body)
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app (routes are bound to the Gateway deployment class below)."""
+    app = FastAPI(
+        title="mlfleet gateway",
+        version="1",
+        description="Predictions for every model of the fleet, one endpoint.",
+    )
+
+    @app.exception_handler(MlfleetError)
+    async def _mlfleet_error(request: Request, exc: MlfleetError) -> JSONResponse:
+        return envelope(exc.http_status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return envelope(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return envelope(422, "invalid_request", f"{where}: {first.get('msg')}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex
+        log.exception("unhandled error %s", request_id)
+        return envelope(500, "internal", "internal error; see the gateway logs", request_id)
+
+    return app
+
+
+app = create_app()
+
+
+def authorize(request: Request, keys: list[ApiKey], scope: str) -> ApiKey | None:
+    """The caller's key if it may use ``scope``; 401/403 otherwise (no keys: auth is off)."""
+    if not keys:
+        return None
+    presented = bearer(request.headers.get("authorization")) or request.headers.get("x-api-key")
+    key = authenticate(presented, keys)
+    if key is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
+        )
+    if scope not in key.scopes:
+        raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
+    return key
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+
+
+class Gateway:
+    """State and routes of the ingress deployment (wrapped by ``serve.ingress`` in app.py)."""
+
+    def __init__(
+        self, pool: Any, dedicated: dict[str, Any], settings_json: str, modes: dict[str, str]
+    ) -> None:
+        from mlfleet import registry
+
+        self.settings = Settings.model_validate_json(settings_json)
+        registry.configure(self.settings)
+        self.pool = pool
+        self.dedicated = dedicated
+        self.modes = modes
+        self.champions: dict[str, str | None] = {}
+        self.cards: dict[tuple[str, str], ModelCard] = {}
+        self.validators: dict[tuple[str, str], RowValidator] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        # One gateway per replica process: the routes below find it here. (Serve's
+        # class-based routes lose their rewritten signatures when the class is pickled by
+        # reference, so plain functions it is.)
+        global _GATEWAY
+        _GATEWAY = self
+        if not self.settings.api_keys:
+            log.warning(
+                "no API keys configured: authentication is off and the gateway "
+                "listens on 127.0.0.1 only"
+            )
+
+    # --- champion aliases, cached ---------------------------------------------------------
+
+    def _ensure_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alias_refresh_seconds)
+            for name in list(self.champions):
+                try:
+                    await self._refresh(name)
+                except Exception:  # the registry may be briefly unavailable: keep serving
+                    log.warning("could not refresh the champion of %s", name, exc_info=True)
+
+    async def _refresh(self, name: str) -> str | None:
+        from mlfleet import registry
+
+        info = await asyncio.to_thread(registry.alias_version, name, registry.CHAMPION)
+        version = info.version if info else None
+        if version is None and not await asyncio.to_thread(registry.model_exists, name):
+            self.champions.pop(name, None)
+            raise NotFoundError(f"unknown model {name!r}")
+        self.champions[name] = version
+        return version
+
+    async def champion(self, name: str) -> str:
+        """The champion version of ``name`` (cached; refreshed every few seconds)."""
+        self._ensure_refresher()
+        version = self.champions.get(name) if name in self.champions else await self._refresh(name)
+        if version is None:
+            raise NotFoundError(f"model {name!r} has no champion version yet")
+        return version
+
+    async def card(self, name: str, version: str) -> ModelCard:
+        """Contract and features of a version (cached forever: versions are immutable)."""
+        from mlfleet import registry
+
+        key = (name, version)
+        if key not in self.cards:
+            info = await asyncio.to_thread(registry.get_version, name, version)
+            self.cards[key] = await asyncio.to_thread(load_card, name, version, info.tags)
+            card = self.cards[key]
+            self.validators[key] = RowValidator(card.contract, card.features)
+        return self.cards[key]
+
+    # --- routes -----------------------------------------------------------------------------
+
+    async def healthz(self) -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    async def readyz(self) -> JSONResponse:
+        """Every champion loads (503 with the failing models otherwise)."""
+        ok, models = await self.readiness()
+        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "models": models})
+
+    async def predict(self, name: str, request: Request) -> PredictResponse:
+        """Predict with the champion (or the version pinned by ``X-Model-Version``)."""
+        authorize(request, self.settings.api_keys, "predict")
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        check_name(name)
+        payload = await _read_json(request, self.settings.max_request_bytes)
+        if not isinstance(payload, dict):
+            raise RequestInvalid("the body must be a JSON object with 'instances'")
+        try:
+            rows = PredictRequest.model_validate(payload).rows()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise RequestInvalid(f"{where}: {first['msg']}") from None
+        pinned = request.headers.get("x-model-version")
+        version = check_version(pinned) if pinned else await self.champion(name)
+        await self.card(name, version)
+        frame = self.validators[(name, version)].frame(rows)
+        if name in self.dedicated:
+            result = await self.dedicated[name].predict.remote(version, frame)
+        else:
+            handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
+            result = await handle.predict.remote(frame)
+        return PredictResponse(model=name, version=version, request_id=request_id, **result)
+
+    async def list_models(self, request: Request) -> dict[str, Any]:
+        """Every model: champion, serving mode, replicas, dataset version, columns."""
+        from mlfleet import registry
+
+        authorize(request, self.settings.api_keys, "predict")
+        models = await asyncio.to_thread(registry.list_models)
+        replicas = await asyncio.to_thread(_replica_counts)
+        out = []
+        for info in models:
+            champ = info.champion
+            entry: dict[str, Any] = {
+                "name": info.name,
+                "champion": champ.version if champ else None,
+                "challenger": info.challenger.version if info.challenger else None,
+                "serving_mode": "dedicated" if info.name in self.dedicated else "pool",
+                "replicas": replicas.get(_deployment_of(info.name, self.dedicated), 0),
+                "dataset_version": champ.tags.get("mlfleet.dataset_version") if champ else None,
+                "columns": None,
+            }
+            if champ is not None:
+                card = await self.card(info.name, champ.version)
+                entry["columns"] = [
+                    {"name": c.name, "type": c.type, "nullable": c.nullable}
+                    for c in card.contract.columns
+                    if c.name in card.features
+                ]
+            out.append(entry)
+        return {"models": out}
+
+    async def describe(self, name: str, request: Request) -> dict[str, Any]:
+        """One model: contract, metrics, lineage tags."""
+        from mlfleet import registry
+
+        authorize(request, self.settings.api_keys, "predict")
+        check_name(name)
+        info = await asyncio.to_thread(registry.describe, name)
+        champ = info.champion
+        body: dict[str, Any] = {
+            "name": name,
+            "champion": champ.version if champ else None,
+            "challenger": info.challenger.version if info.challenger else None,
+            "serving_mode": "dedicated" if name in self.dedicated else "pool",
+            "champion_history": info.history,
+        }
+        if champ is not None:
+            card = await self.card(name, champ.version)
+            tags = champ.tags
+            body.update(
+                {
+                    "features": card.features,
+                    "task": card.task,
+                    "contract": card.contract.model_dump(exclude_none=True),
+                    "metrics": {
+                        k.removeprefix("mlfleet.holdout."): float(v)
+                        for k, v in tags.items()
+                        if k.startswith("mlfleet.holdout.")
+                    },
+                    "lineage": {
+                        k.removeprefix("mlfleet."): v
+                        for k, v in tags.items()
+                        if k
+                        in (
+                            "mlfleet.dataset_version",
+                            "mlfleet.contract_sha",
+                            "mlfleet.spec_sha",
+                            "mlfleet.git_sha",
+                            "mlfleet.run_id",
+                        )
+                    },
+                }
+            )
+        return body
+
+    async def promote(self, name: str, version: str, request: Request) -> dict[str, Any]:
+        """Make a version the champion (admin)."""
+        from mlfleet import registry
+
+        authorize(request, self.settings.api_keys, "admin")
+        check_name(name)
+        check_version(version)
+        await asyncio.to_thread(registry.promote, name, version)
+        await self.card(name, version)  # fail here, not on traffic, if it cannot load
+        await self._refresh(name)
+        return {"model": name, "champion": version}
+
+    async def rollback(self, name: str, request: Request) -> dict[str, Any]:
+        """Return the champion to the previous one (admin)."""
+        from mlfleet import registry
+
+        authorize(request, self.settings.api_keys, "admin")
+        check_name(name)
+        info = await asyncio.to_thread(registry.rollback, name)
+        await self._refresh(name)
+        return {"model": name, "champion": info.version}
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        from mlfleet import registry
+
+        models = await asyncio.to_thread(registry.list_models)
+        status: dict[str, Any] = {}
+        ok = True
+        for info in models:
+            if info.champion is None:
+                continue
+            version = info.champion.version
+            try:
+                if info.name in self.dedicated:
+                    call = self.dedicated[info.name].ready.remote(version)
+                else:
+                    call = self.pool.options(
+                        multiplexed_model_id=f"{info.name}/{version}"
+                    ).ready.remote()
+                await asyncio.wait_for(call, READY_TIMEOUT_S)
+                status[info.name] = {"version": version, "ready": True}
+            except Exception as exc:
+                ok = False
+                status[info.name] = {
+                    "version": version,
+                    "ready": False,
+                    "error": type(exc).__name__,
+                }
+        return ok, status
+
+
+def _deployment_of(name: str, dedicated: dict[str, Any]) -> str:
+    from mlfleet.serving.app import dedicated_deployment_name
+
+    return dedicated_deployment_name(name) if name in dedicated else "ModelPool"
+
+
+def _replica_counts() -> dict[str, int]:
+    from ray import serve
+
+    counts: dict[str, int] = {}
+    try:
+        status = serve.status()
+    except Exception:
+        return counts
+    for application in status.applications.values():
+        for dep_name, dep in application.deployments.items():
+            counts[dep_name] = int(
+                sum(
+                    n
+                    for state, n in dep.replica_states.items()
+                    if str(getattr(state, "value", state)) == "RUNNING"
+                )
+            )
+    return counts
+
+
+_GATEWAY: Gateway | None = None
+
+
+def _gateway() -> Gateway:
+    if _GATEWAY is None:
+        raise ApiError(503, "starting", "the gateway is starting")
+    return _GATEWAY
+
+
+@app.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@app.get("/readyz", tags=["health"])
+async def readyz() -> JSONResponse:
+    """Every champion loads (503 with the failing models otherwise)."""
+    return await _gateway().readyz()
+
+
+@app.get("/v1/models", tags=["models"])
+async def list_models(request: Request) -> dict[str, Any]:
+    """Every model: champion, serving mode, replicas, dataset version, contract columns."""
+    return await _gateway().list_models(request)
+
+
+@app.get("/v1/models/{name}", tags=["models"])
+async def describe(name: str, request: Request) -> dict[str, Any]:
+    """One model: contract, metrics and lineage tags of its champion."""
+    return await _gateway().describe(name, request)
+
+
+@app.post(
+    "/v1/models/{name}/predict",
+    tags=["predict"],
+    response_model=PredictResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+        }
+    },
+)
+async def predict(name: str, request: Request) -> PredictResponse:
+    """Predict with the champion, or the version pinned by the ``X-Model-Version`` header."""
+    return await _gateway().predict(name, request)
+
+
+@app.post("/v1/models/{name}/promote", tags=["admin"])
+async def promote(name: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
+    """Make ``version`` the champion (admin scope)."""
+    return await _gateway().promote(name, body.version, request)
+
+
+@app.post("/v1/models/{name}/rollback", tags=["admin"])
+async def rollback(name: str, request: Request) -> dict[str, Any]:
+    """Point the champion back at the previous champion (admin scope)."""
+    return await _gateway().rollback(name, request)

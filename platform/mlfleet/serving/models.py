@@ -1,0 +1,106 @@
+"""A registered model version made ready to serve: pipeline, contract, request validator."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlfleet.data.contract import Contract, load_contract
+from mlfleet.errors import MlfleetError
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+VERSION = re.compile(r"^[0-9]{1,9}$")
+
+
+class BadModelName(MlfleetError):
+    """A model name or version that cannot exist (checked before touching the registry)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid model name, else a 404 error (without echoing long input)."""
+    if not MODEL_NAME.match(name):
+        raise BadModelName("unknown model: names match ^[a-z0-9][a-z0-9-]{0,62}$")
+    return name
+
+
+def check_version(version: str) -> str:
+    """``version`` if it looks like a registry version number."""
+    if not VERSION.match(version):
+        raise BadModelName("unknown model version: versions are whole numbers")
+    return version
+
+
+@dataclass
+class ModelCard:
+    """What the gateway knows of a version without loading the model itself."""
+
+    name: str
+    version: str
+    contract: Contract
+    features: list[str]
+    task: str
+    tags: dict[str, str]
+
+
+def load_card(name: str, version: str, tags: dict[str, str]) -> ModelCard:
+    """Read a version's contract (a small artifact beside the model) and its features."""
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}/extra_files/contract.yaml"
+    )
+    contract = load_contract(Path(local))
+    features = json.loads(tags.get("mlfleet.features", "[]")) or [
+        c for c in contract.column_names if c != contract.target
+    ]
+    return ModelCard(
+        name=name,
+        version=version,
+        contract=contract,
+        features=features,
+        task=tags.get("mlfleet.task", "classification"),
+        tags=tags,
+    )
+
+
+def load_pipeline(name: str, version: str) -> Any:
+    """The sklearn pipeline of a version (MLflow's sklearn flavor, skops format)."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    return [v.item() if hasattr(v, "item") else v for v in values]
+
+
+def predict(model: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """Predictions (and class probabilities for classifiers) as JSON-ready lists."""
+    out: dict[str, Any] = {"predictions": _plain(model.predict(frame))}
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(frame)
+        out["probabilities"] = np.round(proba, 6).tolist()
+        out["classes"] = _plain(np.asarray(model.classes_))
+    return out
+
+
+def split_result(result: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
+    """Cut one batched prediction back into per-request results."""
+    out, start = [], 0
+    for n in sizes:
+        part = {"predictions": result["predictions"][start : start + n]}
+        if "probabilities" in result:
+            part["probabilities"] = result["probabilities"][start : start + n]
+            part["classes"] = result["classes"]
+        out.append(part)
+        start += n
+    return out

@@ -1,0 +1,1 @@
+"""Ray Serve application builders (import targets for `serve run` and `serve deploy`)."""

@@ -1,0 +1,18 @@
+"""The fleet application: `serve run serve_apps.fleet:app_builder specs_dir=specs`.
+
+``app_builder`` is a typed Serve application builder: Serve fills ``FleetArgs`` from the
+command line (``key=value``) or the ``args`` of a `serve deploy` config (fleet.yaml).
+Everything else (registry, keys, limits) comes from mlfleet's settings (MLFLEET_*).
+"""
+
+from __future__ import annotations
+
+from ray import serve
+
+from mlfleet.serving.app import FleetArgs, build_fleet
+from mlfleet.settings import get_settings
+
+
+def app_builder(args: FleetArgs) -> serve.Application:
+    """Build the fleet from the model specs in ``args.specs_dir``."""
+    return build_fleet(args, get_settings())
