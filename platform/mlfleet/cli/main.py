@@ -6,13 +6,16 @@ traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 from rich.markup import escape
 
 from mlfleet.cli import data as data_cli
+from mlfleet.cli import keys as keys_cli
 from mlfleet.cli import models as models_cli
+from mlfleet.cli import serve as serve_cli
 from mlfleet.cli import train as train_cli
 from mlfleet.cli.console import err_console
 from mlfleet.errors import MlfleetError
@@ -27,10 +30,18 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.command("train")(train_cli.train)
 app.add_typer(models_cli.app, name="models")
+app.add_typer(serve_cli.app, name="serve")
+app.add_typer(keys_cli.app, name="keys")
+app.command("down", help="Stop whatever mlfleet started (the fleet and its local head).")(
+    serve_cli.down
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, mapping mlfleet errors to a message and an exit code."""
+    # Ray reads this once, when it is first imported: clusters started by `ray start`
+    # (2.60) accept clients only with their token; embedded clusters use one too.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         app(args=argv, standalone_mode=True)
     except MlfleetError as exc:

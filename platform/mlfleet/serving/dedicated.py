@@ -33,6 +33,8 @@ class DedicatedModel:
         self.name = name
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._loading: dict[str, asyncio.Task[Any]] = {}
+        self._batches = 0
+        self._largest_batch = 0
         self.predict_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self.predict_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
 
@@ -55,6 +57,8 @@ class DedicatedModel:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def predict_batch(self, requests: list[tuple[str, pd.DataFrame]]) -> list[dict[str, Any]]:
+        self._batches += 1
+        self._largest_batch = max(self._largest_batch, len(requests))
         results: list[dict[str, Any] | None] = [None] * len(requests)
         by_version: dict[str, list[int]] = {}
         for i, (version, _) in enumerate(requests):
@@ -70,6 +74,10 @@ class DedicatedModel:
 
     async def predict(self, version: str, frame: pd.DataFrame) -> dict[str, Any]:
         return await self.predict_batch((version, frame))
+
+    async def stats(self) -> dict[str, int]:
+        """How many batches ran and the largest one (for operators and tests)."""
+        return {"batches": self._batches, "largest_batch": self._largest_batch}
 
     async def ready(self, version: str) -> bool:
         """Load ``version`` (used by /readyz)."""

@@ -1,0 +1,35 @@
+"""``mlfleet keys``: create API keys for the gateway."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from mlfleet.cli.console import console, err_console
+from mlfleet.errors import UsageError
+from mlfleet.serving.auth import ApiKey, digest, new_key
+
+app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Option(help="A name for the key (shows in logs).")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: predict, admin.")] = "predict",
+    as_json: Annotated[bool, typer.Option("--json", help="Print key and entry as JSON.")] = False,
+) -> None:
+    """Print a new random key once, and the settings entry that accepts it."""
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in ("predict", "admin")]
+    if bad or not wanted:
+        raise UsageError(f"--scopes: use predict and/or admin (got {scopes!r})")
+    key = new_key()
+    entry = ApiKey(name=name, sha256=digest(key), scopes=wanted)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps({"key": key, "entry": entry.model_dump()}))
+        return
+    console.print(f"key (shown once, keep it secret): {key}")
+    err_console.print("add this entry to MLFLEET_API_KEYS (a JSON list) where the gateway runs:")
+    console.print(json.dumps(entry.model_dump()))
