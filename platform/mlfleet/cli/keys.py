@@ -26,7 +26,7 @@ def create(
     if bad or not wanted:
         raise UsageError(f"--scopes: use predict and/or admin (got {scopes!r})")
     key = new_key()
-    entry = ApiKey(name=name, sha256=digest(key), scopes=wanted)  # type: ignore[arg-type]
+    entry = ApiKey.model_validate({"name": name, "sha256": digest(key), "scopes": wanted})
     if as_json:
         print(json.dumps({"key": key, "entry": entry.model_dump()}))
         return

@@ -67,7 +67,7 @@ def connect_ray(address: str) -> None:
     from mlfleet.ray_runtime import NAMESPACE
 
     try:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError) as exc:
         raise ServeError(
             f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0][:200]}"
