@@ -60,14 +60,17 @@ def _connect(settings: Settings, *, start: bool) -> tuple[str, bool]:
 
 
 def connect_ray(address: str) -> None:
-    """Join a running cluster as a client of its token auth (Ray 2.60 default)."""
+    """Join a running cluster (the CLI has set RAY_AUTH_MODE=token for its token auth)."""
+    import logging
 
     import ray
 
     from mlfleet.ray_runtime import NAMESPACE
 
     try:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(
+            address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR
+        )
     except (ConnectionError, RuntimeError) as exc:
         raise ServeError(
             f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0][:200]}"
