@@ -1,0 +1,401 @@
+"""The fleet on Ray Serve over real HTTP on 127.0.0.1: routes, status codes, auth,
+multiplexing, batching, and promotion/rollback under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlfleet import registry
+from mlfleet.serving.auth import digest
+from mlfleet.settings import Settings, get_settings
+from mlfleet.spec import load_spec
+from mlfleet.training.run import train
+
+pytestmark = pytest.mark.ray
+
+PREDICT_KEY, ADMIN_KEY = "mlf_test_predict_key", "mlf_test_admin_key"
+CONTRACT = """
+name: loans
+target: defaulted
+keys: [loan_id]
+columns:
+  - {name: loan_id, type: int}
+  - {name: income, type: float, min: 0, nullable: true}
+  - {name: debt_ratio, type: float, min: 0, max: 5}
+  - {name: region, type: category, values: [north, south, east, west], normalize: [strip, lower]}
+  - {name: defaulted, type: category, values: ["yes", "no"]}
+"""
+GOOD_ROW = {"income": 30000.0, "debt_ratio": 2.5, "region": "North"}
+
+
+def spec(
+    name: str,
+    estimator: str,
+    params: dict[str, Any],
+    mode: str = "pool",
+    min_improvement: float = 0.0,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "contract": "../contract.yaml",
+        "sources": ["../loans.csv"],
+        "task": "classification",
+        "features": ["income", "debt_ratio", "region"],
+        "split": {"test_fraction": 0.25, "seed": 5},
+        "search": {
+            "metric": "accuracy",
+            "num_samples": 1,
+            "scheduler": "fifo",
+            "candidates": [{"estimator": estimator, "params": params}],
+        },
+        "promotion": {"min_improvement": min_improvement},
+        "serving": {
+            "mode": mode,
+            "max_batch_size": 16,
+            "batch_wait_timeout_s": 0.01,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        },
+    }
+
+
+LOGREG = ("sklearn.linear_model.LogisticRegression", {"max_iter": 300})
+DUMMY = ("sklearn.dummy.DummyClassifier", {"strategy": "most_frequent"})
+FLEET = {
+    "loan-a": (*LOGREG, "pool"),
+    "loan-b": (*DUMMY, "pool"),
+    "loan-c": ("sklearn.tree.DecisionTreeClassifier", {"max_depth": 3}, "pool"),
+    "loan-fast": (*LOGREG, "dedicated"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    root = tmp_path_factory.mktemp("fleet")
+    rng = np.random.default_rng(3)
+    n = 600
+    income = rng.lognormal(10, 0.5, n)
+    debt = rng.uniform(0, 3, n)
+    frame = pd.DataFrame(
+        {
+            "loan_id": np.arange(1, n + 1),
+            "income": income.round(2),
+            "debt_ratio": debt.round(3),
+            "region": rng.choice(["north", "south", "east", "west"], n),
+            "defaulted": np.where(debt * 2 - np.log(income) / 4 > 0.6, "yes", "no"),
+        }
+    )
+    (root / "specs").mkdir()
+    frame.to_csv(root / "specs" / "loans.csv", index=False)
+    (root / "specs" / "contract.yaml").write_text(CONTRACT)
+    for name, (estimator, params, mode) in FLEET.items():
+        (root / "specs" / name).mkdir()
+        (root / "specs" / name / "model.yaml").write_text(
+            yaml.safe_dump(spec(name, estimator, params, mode))
+        )
+    keys = [
+        {"name": "app", "sha256": digest(PREDICT_KEY), "scopes": ["predict"]},
+        {"name": "ops", "sha256": digest(ADMIN_KEY), "scopes": ["predict", "admin"]},
+    ]
+    settings = get_settings(
+        home=root / "home", api_keys=keys, max_request_bytes=4096, alias_refresh_seconds=0.5
+    )
+    return settings, root
+
+
+@pytest.fixture(scope="module")
+def gateway(ray_session: None, fleet_settings: tuple[Settings, Path]) -> Iterator[str]:
+    from ray import serve
+
+    from mlfleet.serving.app import FleetArgs, build_fleet
+
+    settings, root = fleet_settings
+    registry.configure(settings)
+    for name in FLEET:
+        train(load_spec(root / "specs" / name / "model.yaml"), settings)
+    # A second loan-fast version that does not beat the champion: promoted by hand later.
+    weak = root / "weak.yaml"
+    weak.write_text(
+        yaml.safe_dump(
+            {
+                **spec("loan-fast", *DUMMY, "dedicated"),
+                "contract": "specs/contract.yaml",
+                "sources": ["specs/loans.csv"],
+            }
+        )
+    )
+    assert not train(load_spec(weak), settings).promoted
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(
+        build_fleet(
+            FleetArgs(specs_dir=str(root / "specs"), gateway_max_replicas=1, pool_max_replicas=1),
+            settings,
+        ),
+        name="fleet",
+        route_prefix="/",
+    )
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def auth(key: str = PREDICT_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def predict(client: httpx.Client, name: str, body: Any, **headers: str) -> httpx.Response:
+    return client.post(f"/v1/models/{name}/predict", json=body, headers={**auth(), **headers})
+
+
+@pytest.fixture()
+def client(gateway: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway, timeout=60) as c:
+        yield c
+
+
+def test_health_readiness_and_docs(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert set(ready.json()["models"]) == set(FLEET)
+    openapi = client.get("/openapi.json").json()
+    assert "/v1/models/{name}/predict" in openapi["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_every_model_predicts_through_one_endpoint(client: httpx.Client) -> None:
+    for name in FLEET:
+        r = predict(client, name, {"instances": [GOOD_ROW, {**GOOD_ROW, "debt_ratio": 0.1}]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == name and body["version"] == "1"
+        assert len(body["predictions"]) == 2 and set(body["predictions"]) <= {"yes", "no"}
+        assert len(body["probabilities"]) == 2 and body["request_id"]
+        assert sorted(body["classes"]) == ["no", "yes"]
+
+
+def test_mlflow_payload_shapes_and_pinned_version(client: httpx.Client) -> None:
+    records = predict(client, "loan-a", {"dataframe_records": [GOOD_ROW]})
+    split = predict(
+        client,
+        "loan-a",
+        {"dataframe_split": {"columns": list(GOOD_ROW), "data": [list(GOOD_ROW.values())]}},
+    )
+    assert records.status_code == split.status_code == 200
+    assert records.json()["predictions"] == split.json()["predictions"]
+    pinned = predict(client, "loan-fast", {"instances": [GOOD_ROW]}, **{"X-Model-Version": "2"})
+    assert pinned.status_code == 200 and pinned.json()["version"] == "2"
+    missing = predict(client, "loan-fast", {"instances": [GOOD_ROW]}, **{"X-Model-Version": "9"})
+    assert missing.status_code == 404
+
+
+def test_model_listing_and_description(client: httpx.Client) -> None:
+    models = {m["name"]: m for m in client.get("/v1/models", headers=auth()).json()["models"]}
+    assert set(models) == set(FLEET)
+    assert models["loan-fast"]["serving_mode"] == "dedicated"
+    assert models["loan-a"]["serving_mode"] == "pool"
+    assert models["loan-a"]["replicas"] >= 1
+    assert [c["name"] for c in models["loan-a"]["columns"]] == ["income", "debt_ratio", "region"]
+    assert models["loan-a"]["dataset_version"]
+    one = client.get("/v1/models/loan-a", headers=auth()).json()
+    assert one["contract"]["name"] == "loans"
+    assert "accuracy" in one["metrics"]
+    assert one["lineage"]["dataset_version"] == models["loan-a"]["dataset_version"]
+
+
+def raw(
+    client: httpx.Client, name: str, content: bytes, content_type: str = "application/json"
+) -> httpx.Response:
+    return client.post(
+        f"/v1/models/{name}/predict",
+        content=content,
+        headers={**auth(), "Content-Type": content_type},
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "content_type", "status", "needle"),
+    [
+        ("no-such-model", b'{"instances": [{}]}', "application/json", 404, "unknown model"),
+        ("Bad..Name", b'{"instances": [{}]}', "application/json", 404, "unknown model"),
+        ("loan-a", b'{"instances": [', "application/json", 400, "not valid JSON"),
+        ("loan-a", b'{"instances": []}', "text/plain", 415, "Content-Type"),
+        (
+            "loan-a",
+            b'{"instances": [' + b'{"income": 1.0},' * 400 + b"{}]}",
+            "application/json",
+            413,
+            "over 4096 bytes",
+        ),
+        (
+            "loan-a",
+            b'{"instances": [{"income": 1.0, "region": "north"}]}',
+            "application/json",
+            422,
+            "row 0, field 'debt_ratio': a value is required",
+        ),
+        (
+            "loan-a",
+            b'{"instances": [{"income": "lots", "debt_ratio": 1, "region": "north"}]}',
+            "application/json",
+            422,
+            "row 0, field 'income': expected a number",
+        ),
+        (
+            "loan-a",
+            b'{"instances": [{"income": NaN, "debt_ratio": 1, "region": "north"}]}',
+            "application/json",
+            422,
+            "NaN and infinity are not allowed",
+        ),
+        (
+            "loan-a",
+            b'{"instances": [{"income": 1, "debt_ratio": null, "region": "north"}]}',
+            "application/json",
+            422,
+            "row 0, field 'debt_ratio'",
+        ),
+        (
+            "loan-a",
+            b'{"instances": [{"income": 1, "debt_ratio": 1, "region": "mars"}]}',
+            "application/json",
+            422,
+            "not one of the allowed values",
+        ),
+        (
+            "loan-a",
+            b'{"instances": [{"income": 1, "debt_ratio": 1, "region": "west", "x": 1}]}',
+            "application/json",
+            422,
+            "row 0: unknown field 'x'",
+        ),
+        ("loan-a", b'{"rows": []}', "application/json", 422, "rows"),
+        ("loan-a", b"[1, 2]", "application/json", 422, "JSON object"),
+    ],
+)
+def test_bad_requests_get_a_clear_envelope(
+    client: httpx.Client, name: str, body: bytes, content_type: str, status: int, needle: str
+) -> None:
+    r = raw(client, name, body, content_type)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert needle in error["message"] and error["code"]
+    assert "Traceback" not in r.text and "lots" not in error["message"]
+
+
+def test_service_survives_bad_requests(client: httpx.Client) -> None:
+    for junk in (b"\xff\xfe", b"{" * 2000, b'{"instances": [[1, 2]]}', b'{"instances": {}}'):
+        assert 400 <= raw(client, "loan-b", junk).status_code < 500
+    assert client.get("/healthz").status_code == 200
+    assert predict(client, "loan-b", {"instances": [GOOD_ROW]}).status_code == 200
+
+
+def test_auth_scopes(client: httpx.Client) -> None:
+    url = "/v1/models/loan-a/predict"
+    assert client.post(url, json={"instances": [GOOD_ROW]}).status_code == 401
+    assert (
+        client.post(url, json={"instances": [GOOD_ROW]}, headers=auth("mlf_wrong")).status_code
+        == 401
+    )
+    assert (
+        client.post(
+            url, json={"instances": [GOOD_ROW]}, headers={"X-API-Key": PREDICT_KEY}
+        ).status_code
+        == 200
+    )
+    assert client.get("/v1/models").status_code == 401
+    forbidden = client.post("/v1/models/loan-a/rollback", headers=auth())
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
+    conflict = client.post("/v1/models/loan-a/rollback", headers=auth(ADMIN_KEY))
+    assert conflict.status_code == 409  # only one champion so far
+    assert (
+        client.post(
+            "/v1/models/loan-a/promote", json={"version": "7"}, headers=auth(ADMIN_KEY)
+        ).status_code
+        == 404
+    )
+
+
+def test_dedicated_model_batches_concurrent_requests(gateway: str) -> None:
+    from ray import serve
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=gateway, timeout=60) as c:
+            rs = await asyncio.gather(
+                *[
+                    c.post(
+                        "/v1/models/loan-fast/predict",
+                        json={"instances": [GOOD_ROW]},
+                        headers=auth(),
+                    )
+                    for _ in range(48)
+                ]
+            )
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [200] * 48
+    handle = serve.get_deployment_handle("Dedicated-loan-fast", app_name="fleet")
+    stats = handle.stats.remote().result()
+    assert stats["largest_batch"] > 1
+
+
+def test_promotion_and_rollback_under_load(client: httpx.Client, gateway: str) -> None:
+    statuses: list[int] = []
+    versions: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=gateway, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(
+                    "/v1/models/loan-fast/predict", json={"instances": [GOOD_ROW]}, headers=auth()
+                )
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.append((time.monotonic(), r.json()["version"]))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        promoted = client.post(
+            "/v1/models/loan-fast/promote", json={"version": "2"}, headers=auth(ADMIN_KEY)
+        )
+        assert promoted.status_code == 200, promoted.text
+        assert promoted.json() == {"model": "loan-fast", "champion": "2"}
+        deadline = time.monotonic() + 30
+        while not any(v == "2" for _, v in versions) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rolled = client.post("/v1/models/loan-fast/rollback", headers=auth(ADMIN_KEY))
+        assert rolled.status_code == 200 and rolled.json()["champion"] == "1"
+        mark = time.monotonic()
+        while not any(t > mark and v == "1" for t, v in versions) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert statuses and all(s == 200 for s in statuses), sorted(set(statuses))
+    seen = [v for _, v in versions]
+    assert "2" in seen and seen[-1] == "1"
+    assert registry.alias_version("loan-fast", "champion").version == "1"
+    assert json.loads(json.dumps(seen[:1]))  # the load loop really ran
