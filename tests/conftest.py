@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mlfleet.ray_runtime import prepare_ray_env
+
 REPO = Path(__file__).resolve().parents[1]
-# As the CLI does: Ray reads it on first import, and `ray start` clusters require it.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+prepare_ray_env()  # as the CLI does, before anything imports ray
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,16 +3,20 @@
 1. validates the penguins as three messy systems send them (``specs/penguins``),
 2. trains every model spec in ``specs/`` on one embedded Ray (Tune search, MLflow registry,
    promotion gate),
-3. prints the registry table and how to open the MLflow UI.
+3. prints the registry table and how to open the MLflow UI,
+4. serves the fleet behind one gateway on a local Ray head that stays up, with an API key,
+   prints real predictions and curl commands that work as printed (`mlfleet down` stops it).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from mlfleet.cli.main import main as cli
 from mlfleet.demo import APP, DB, SQLITE_TABLE, WEB
+from mlfleet.settings import Settings
 
 
 def _run(args: list[str], *, ok: tuple[int, ...] = (0,)) -> None:
@@ -26,6 +30,9 @@ def _run(args: list[str], *, ok: tuple[int, ...] = (0,)) -> None:
 
 def run(specs_dir: Path = Path("specs")) -> None:
     """Run the quickstart from the repository root."""
+    from mlfleet.ray_runtime import prepare_ray_env
+
+    prepare_ray_env()
     from mlfleet.ray_runtime import ensure_ray
     from mlfleet.registry import configure
     from mlfleet.settings import get_settings
@@ -55,6 +62,77 @@ def run(specs_dir: Path = Path("specs")) -> None:
     print(
         f"\nBrowse runs, trials and models:  .venv/bin/mlflow ui --backend-store-uri "
         f"{settings.tracking_uri}\n(then open http://127.0.0.1:5000)",
+        flush=True,
+    )
+
+    import ray
+
+    ray.shutdown()  # the embedded Ray of steps 1-3; serving gets a head that outlives us
+    serve_fleet(specs_dir, settings)
+
+
+EXAMPLE_ROWS = {
+    "penguin-species": {
+        "bill_length_mm": 39.1,
+        "bill_depth_mm": 18.7,
+        "flipper_length_mm": 181,
+        "body_mass_g": 3750,
+        "island": "Torgersen",
+        "sex": "male",
+    },
+    "diabetes-progression": {
+        "age": 59,
+        "sex": "2",
+        "bmi": 32.1,
+        "bp": 101,
+        "s1": 157,
+        "s2": 93.2,
+        "s3": 38,
+        "s4": 4,
+        "s5": 4.86,
+        "s6": 87,
+    },
+}
+
+
+def serve_fleet(specs_dir: Path, settings: Settings) -> None:
+    """Step 4: serve the fleet with a fresh admin key and show it answering."""
+    import httpx
+
+    from mlfleet.cli.serve import _connect, up_fleet
+    from mlfleet.serving.auth import ApiKey, digest, new_key
+
+    key = new_key()
+    entry = ApiKey.model_validate(
+        {"name": "quickstart", "sha256": digest(key), "scopes": ["predict", "admin"]}
+    )
+    settings = settings.model_copy(update={"api_keys": [*settings.api_keys, entry]})
+    key_file = settings.home / "quickstart-api-key.txt"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    print(
+        "\n== 4. serve the fleet behind one gateway (a local Ray head that stays up)\n", flush=True
+    )
+    _connect(settings, start=True)
+    url = up_fleet(settings, specs_dir, settings.serve_port)
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
+        for name, row in EXAMPLE_ROWS.items():
+            body = client.post(f"/v1/models/{name}/predict", json={"instances": [row]}).json()
+            print(f"  {name} v{body.get('version')}: {body.get('predictions')}", flush=True)
+    row = json.dumps({"instances": [EXAMPLE_ROWS["penguin-species"]]})
+    bs = "\\"
+    print(
+        f"""
+The fleet is up at {url} (OpenAPI docs: {url}/docs). Your API key (also in {key_file}):
+
+  export MLFLEET_KEY={key}
+  curl -s -X POST {url}/v1/models/penguin-species/predict {bs}
+       -H "Authorization: Bearer $MLFLEET_KEY" -H "Content-Type: application/json" {bs}
+       -d '{row}'
+  curl -s {url}/v1/models -H "Authorization: Bearer $MLFLEET_KEY"
+
+Stop everything with:  .venv/bin/mlfleet down""",
         flush=True,
     )
 

@@ -13,6 +13,16 @@ from mlfleet.settings import Settings
 NAMESPACE = "mlfleet"
 
 
+def prepare_ray_env() -> None:
+    """Environment Ray reads once, when first imported: call before anything imports ray.
+
+    Clusters started by `ray start` (2.60) accept clients only with their token, and
+    embedded ones use a token too; Ray workers must not be relaunched through `uv run`.
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
 def ensure_ray(settings: Settings) -> None:
     """Initialise Ray once per process from settings (no-op when already connected)."""
     import ray
@@ -31,7 +41,6 @@ def ensure_ray(settings: Settings) -> None:
     else:
         # An embedded cluster lives as long as this process; the dashboard is only needed
         # for Jobs and `serve deploy`, and costs ~1 GB and 2 s here.
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
         ray.init(
             num_cpus=settings.ray_num_cpus,
             include_dashboard=False,

@@ -6,7 +6,6 @@ traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -19,6 +18,7 @@ from mlfleet.cli import serve as serve_cli
 from mlfleet.cli import train as train_cli
 from mlfleet.cli.console import err_console
 from mlfleet.errors import MlfleetError
+from mlfleet.ray_runtime import prepare_ray_env
 
 app = typer.Typer(
     name="mlfleet",
@@ -39,9 +39,7 @@ app.command("down", help="Stop whatever mlfleet started (the fleet and its local
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, mapping mlfleet errors to a message and an exit code."""
-    # Ray reads this once, when it is first imported: clusters started by `ray start`
-    # (2.60) accept clients only with their token; embedded clusters use one too.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    prepare_ray_env()
     try:
         app(args=argv, standalone_mode=True)
     except MlfleetError as exc:
