@@ -1,0 +1,346 @@
+"""Serving throughput and latency: mlfleet's gateway vs a plain FastAPI app under uvicorn.
+
+One registered sklearn model (the penguins classifier) is served three ways in the same
+run: by a hand-written FastAPI app under uvicorn with 1 worker (the peer), and by the
+mlfleet gateway routing to a dedicated deployment and to the multiplexed pool. A bounded
+load generator (wrk, pinned to one core with taskset) sends 1-row requests over 1 and 32
+connections for a fixed time each, alternating A/B/C; medians and ratios are printed and
+written to benchmarks/results/bench_serve.json. Also measured: the time from a promotion
+to the first response served by the new version.
+
+    python benchmarks/bench_serve.py [--seconds 15] [--rounds 3] [--quick]
+
+Needs wrk (`apt-get install wrk`). Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "bench_serve.json"
+ROW = {
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181.0,
+    "body_mass_g": 3750.0,
+    "island": "Torgersen",
+    "sex": "male",
+}
+KEY = "mlf_bench_key_0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_specs(root: Path) -> Path:
+    """Two copies of the penguins spec: one served dedicated, one from the pool."""
+    specs = root / "specs"
+    base = yaml.safe_load((REPO / "specs/penguins/model.yaml").read_text())
+    src_dir = REPO / "specs/penguins"
+    for name, mode in (("bench-dedicated", "dedicated"), ("bench-pool", "pool")):
+        spec = dict(base)
+        spec["name"] = name
+        spec["contract"] = str(src_dir / "contract.yaml")
+        spec["sources"] = [
+            s if s.startswith("sqlite") else str(src_dir / s) for s in base["sources"]
+        ]
+        spec["sources"] = [
+            s.replace("sqlite:///", f"sqlite:///{src_dir}/") if s.startswith("sqlite") else s
+            for s in spec["sources"]
+        ]
+        spec["search"] = {**base["search"], "num_samples": 2}
+        spec["serving"] = {
+            "mode": mode,
+            "max_batch_size": 32,
+            "batch_wait_timeout_s": 0.001,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        }
+        (specs / name).mkdir(parents=True, exist_ok=True)
+        (specs / name / "model.yaml").write_text(yaml.safe_dump(spec))
+    return specs
+
+
+def wrk(
+    url: str, conns: int, seconds: int, body: dict[str, Any], key: str | None
+) -> dict[str, float]:
+    """Run wrk on core 1 against a POST endpoint; returns req/s, p50/p99 ms, errors."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if key:
+        headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n' + headers)
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{conns}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    script.unlink()
+
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "requests": int(total.group(1)) if total else 0,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 3, 1
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required: apt-get install wrk")
+
+    root = Path(tempfile.mkdtemp(prefix="mlfleet-bench-serve-"))
+    env = {
+        **os.environ,
+        "MLFLEET_HOME": str(root / "home"),
+        "MLFLEET_RAY_NUM_CPUS": "2",
+        "MLFLEET_API_KEYS": json.dumps(
+            [
+                {
+                    "name": "bench",
+                    "scopes": ["predict", "admin"],
+                    "sha256": __import__("hashlib").sha256(KEY.encode()).hexdigest(),
+                }
+            ]
+        ),
+    }
+    env.pop("MLFLEET_RAY_ADDRESS", None)
+    mlfleet = [sys.executable, "-m", "mlfleet.cli.main"]
+    specs = write_specs(root)
+    print("training the benchmark model twice (dedicated and pool copies) ...", flush=True)
+    for name in ("bench-dedicated", "bench-pool"):
+        subprocess.run(
+            [*mlfleet, "train", str(specs / name / "model.yaml"), "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+
+    port = free_port()
+    tracking = f"sqlite:///{root / 'home' / 'mlflow.db'}"
+    plain_port = free_port()
+    plain = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.plain_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(plain_port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env={
+            **env,
+            "BENCH_MODEL": "models:/bench-pool/1",
+            "BENCH_TRACKING_URI": tracking,
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+        },
+        start_new_session=True,
+    )
+    results: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "runs": [],
+    }
+    try:
+        started = time.perf_counter()
+        up = subprocess.run(
+            [*mlfleet, "serve", "up", "--specs", str(specs), "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if up.returncode != 0:
+            sys.exit(f"serve up failed: {up.stderr[-2000:]}")
+        results["serve_up_seconds"] = round(time.perf_counter() - started, 1)
+        wait_http(f"http://127.0.0.1:{plain_port}/docs")
+        targets = {
+            "plain": (f"http://127.0.0.1:{plain_port}/v1/models/bench-pool/predict", None),
+            "dedicated": (f"http://127.0.0.1:{port}/v1/models/bench-dedicated/predict", KEY),
+            "pool": (f"http://127.0.0.1:{port}/v1/models/bench-pool/predict", KEY),
+        }
+        body = {"instances": [ROW]}
+        for name, (url, key) in targets.items():  # warm up: load models, JIT paths
+            wrk(url, 8, 2, body, key)
+        for rnd in range(args.rounds):
+            for conns in (1, 32):
+                for name, (url, key) in targets.items():
+                    r = wrk(url, conns, args.seconds, body, key)
+                    r.update({"target": name, "conns": conns, "round": rnd})
+                    results["runs"].append(r)
+                    print(
+                        f"round {rnd} {name:9s} c={conns:2d}: {r['rps']:8.1f} req/s  "
+                        f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                        f"non-2xx {r['non_2xx']}",
+                        flush=True,
+                    )
+        results["promotion"] = promotion_latency(specs, env, mlfleet, port)
+    finally:
+        subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
+        os.killpg(plain.pid, signal.SIGTERM)
+        plain.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+    summarise(results)
+
+
+def promotion_latency(
+    specs: Path, env: dict[str, str], mlfleet: list[str], port: int
+) -> dict[str, float]:
+    """Register v2 (kept as challenger), promote it over HTTP, time the first v2 answer."""
+    spec = yaml.safe_load((specs / "bench-dedicated" / "model.yaml").read_text())
+    spec["promotion"] = {"min_improvement": 1.0}  # cannot win: stays challenger
+    spec["search"]["candidates"] = [
+        {
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"C": 0.5, "max_iter": 500},
+        }
+    ]
+    spec["search"]["num_samples"] = 1
+    path = specs / "bench-dedicated" / "v2.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    subprocess.run(
+        [*mlfleet, "train", str(path), "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    headers = {"Authorization": f"Bearer {KEY}"}
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+        t0 = time.perf_counter()
+        r = c.post("/v1/models/bench-dedicated/promote", json={"version": "2"})
+        r.raise_for_status()
+        promoted = time.perf_counter()
+        while True:
+            got = c.post("/v1/models/bench-dedicated/predict", json={"instances": [ROW]})
+            if got.status_code == 200 and got.json()["version"] == "2":
+                break
+        first = time.perf_counter()
+    return {
+        "promote_call_ms": round(1000 * (promoted - t0), 1),
+        "promotion_to_first_v2_response_ms": round(1000 * (first - t0), 1),
+    }
+
+
+def summarise(results: dict[str, Any]) -> None:
+    runs = results["runs"]
+    summary: dict[str, Any] = {}
+    for conns in (1, 32):
+        row: dict[str, Any] = {}
+        for name in ("plain", "dedicated", "pool"):
+            mine = [r for r in runs if r["target"] == name and r["conns"] == conns]
+            row[name] = {
+                "rps": statistics.median(r["rps"] for r in mine),
+                "p50_ms": statistics.median(r["p50_ms"] for r in mine),
+                "p99_ms": statistics.median(r["p99_ms"] for r in mine),
+                "non_2xx": sum(r["non_2xx"] for r in mine),
+            }
+        for name in ("dedicated", "pool"):
+            ratios = []
+            for rnd in range(results["rounds"]):
+                a = [
+                    r
+                    for r in runs
+                    if r["target"] == name and r["conns"] == conns and r["round"] == rnd
+                ]
+                b = [
+                    r
+                    for r in runs
+                    if r["target"] == "plain" and r["conns"] == conns and r["round"] == rnd
+                ]
+                if a and b and b[0]["rps"]:
+                    ratios.append(a[0]["rps"] / b[0]["rps"])
+            row[f"{name}_over_plain"] = round(statistics.median(ratios), 3) if ratios else None
+            row[f"{name}_added_p50_ms"] = round(row[name]["p50_ms"] - row["plain"]["p50_ms"], 2)
+        summary[f"c{conns}"] = row
+    results["summary"] = summary
+    results["targets"] = {
+        "dedicated_c32_ge_0.6": (summary["c32"]["dedicated_over_plain"] or 0) >= 0.6,
+        "pool_c32_ge_0.4": (summary["c32"]["pool_over_plain"] or 0) >= 0.4,
+        "added_latency_c1_le_3ms": summary["c1"]["dedicated_added_p50_ms"] <= 3.0,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print("\nmedians over rounds (req/s, p50 ms):")
+    for key, row in summary.items():
+        print(
+            f"  {key}: plain {row['plain']['rps']:.0f} ({row['plain']['p50_ms']:.2f} ms) | "
+            f"dedicated {row['dedicated']['rps']:.0f} ({row['dedicated']['p50_ms']:.2f} ms) "
+            f"= {row['dedicated_over_plain']}x | pool {row['pool']['rps']:.0f} "
+            f"({row['pool']['p50_ms']:.2f} ms) = {row['pool_over_plain']}x"
+        )
+    print(f"promotion: {results.get('promotion')}")
+    print(f"targets: {results['targets']}")
+    print(f"results: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
