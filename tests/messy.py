@@ -6,6 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 CONTRACT_YAML = """
 name: customers
 target: churned
@@ -128,3 +131,33 @@ def write_sources(folder: Path) -> list[str]:
         conn.executemany("INSERT INTO customers VALUES (?,?,?,?,?,?,?)", DB_ROWS)
     conn.close()
     return [str(web), str(app), f"sqlite:///{db}?table=customers"]
+
+
+LOANS_CONTRACT = """
+name: loans
+target: defaulted
+keys: [loan_id]
+columns:
+  - {name: loan_id, type: int}
+  - {name: income, type: float, min: 0, nullable: true}
+  - {name: debt_ratio, type: float, min: 0, max: 5}
+  - {name: region, type: category, values: [north, south, east, west], normalize: [strip, lower]}
+  - {name: defaulted, type: category, values: ["yes", "no"]}
+"""
+
+
+def loans_frame(n: int, seed: int) -> pd.DataFrame:
+    """Loans whose default depends on debt and income (a model can learn it)."""
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(10, 0.5, n)
+    debt = rng.uniform(0, 3, n)
+    risk = debt * 2 - np.log(income) / 4 + rng.normal(0, 0.3, n)
+    return pd.DataFrame(
+        {
+            "loan_id": np.arange(1, n + 1),
+            "income": income.round(2),
+            "debt_ratio": debt.round(3),
+            "region": rng.choice(["north", "south", "East ", "west"], n),
+            "defaulted": np.where(risk > np.median(risk), "yes", "no"),
+        }
+    )

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
@@ -23,21 +21,11 @@ from mlfleet.serving.auth import digest
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import train
+from tests.messy import LOANS_CONTRACT, loans_frame
 
 pytestmark = pytest.mark.ray
 
 PREDICT_KEY, ADMIN_KEY = "mlf_test_predict_key", "mlf_test_admin_key"
-CONTRACT = """
-name: loans
-target: defaulted
-keys: [loan_id]
-columns:
-  - {name: loan_id, type: int}
-  - {name: income, type: float, min: 0, nullable: true}
-  - {name: debt_ratio, type: float, min: 0, max: 5}
-  - {name: region, type: category, values: [north, south, east, west], normalize: [strip, lower]}
-  - {name: defaulted, type: category, values: ["yes", "no"]}
-"""
 GOOD_ROW = {"income": 30000.0, "debt_ratio": 2.5, "region": "North"}
 
 
@@ -90,22 +78,10 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     root = tmp_path_factory.mktemp("fleet")
-    rng = np.random.default_rng(3)
-    n = 600
-    income = rng.lognormal(10, 0.5, n)
-    debt = rng.uniform(0, 3, n)
-    frame = pd.DataFrame(
-        {
-            "loan_id": np.arange(1, n + 1),
-            "income": income.round(2),
-            "debt_ratio": debt.round(3),
-            "region": rng.choice(["north", "south", "east", "west"], n),
-            "defaulted": np.where(debt * 2 - np.log(income) / 4 > 0.6, "yes", "no"),
-        }
-    )
+    frame = loans_frame(600, seed=3)
     (root / "specs").mkdir()
     frame.to_csv(root / "specs" / "loans.csv", index=False)
-    (root / "specs" / "contract.yaml").write_text(CONTRACT)
+    (root / "specs" / "contract.yaml").write_text(LOANS_CONTRACT)
     for name, (estimator, params, mode) in FLEET.items():
         (root / "specs" / name).mkdir()
         (root / "specs" / name / "model.yaml").write_text(

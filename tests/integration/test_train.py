@@ -16,20 +16,9 @@ from mlfleet.registry import RegistryError
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import TrainResult, train
+from tests.messy import LOANS_CONTRACT, loans_frame
 
 pytestmark = pytest.mark.ray
-
-CONTRACT = """
-name: loans
-target: defaulted
-keys: [loan_id]
-columns:
-  - {name: loan_id, type: int}
-  - {name: income, type: float, min: 0, nullable: true}
-  - {name: debt_ratio, type: float, min: 0, max: 5}
-  - {name: region, type: category, values: [north, south, east, west], normalize: [strip, lower]}
-  - {name: defaulted, type: category, values: ["yes", "no"]}
-"""
 
 
 def spec(estimator: str, params: dict, samples: int, min_improvement: float = 0.0) -> dict:
@@ -54,24 +43,10 @@ def spec(estimator: str, params: dict, samples: int, min_improvement: float = 0.
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    rng = np.random.default_rng(1)
-    n = 1200
-    income = rng.lognormal(10, 0.5, n)
-    debt = rng.uniform(0, 3, n)
-    region = rng.choice(["north", "south", "East ", "west"], n)
-    risk = debt * 2 - np.log(income) / 4 + rng.normal(0, 0.3, n)
-    frame = pd.DataFrame(
-        {
-            "loan_id": np.arange(1, n + 1),
-            "income": income.round(2),
-            "debt_ratio": debt.round(3),
-            "region": region,
-            "defaulted": np.where(risk > np.median(risk), "yes", "no"),
-        }
-    )
+    frame = loans_frame(1200, seed=1)
     frame.loc[::50, "income"] = np.nan
     frame.to_csv(root / "loans.csv", index=False)
-    (root / "contract.yaml").write_text(CONTRACT)
+    (root / "contract.yaml").write_text(LOANS_CONTRACT)
     return root
 
 
