@@ -120,7 +120,7 @@ def serve_fleet(specs_dir: Path, settings: Settings) -> None:
         for name, row in EXAMPLE_ROWS.items():
             body = client.post(f"/v1/models/{name}/predict", json={"instances": [row]}).json()
             print(f"  {name} v{body.get('version')}: {body.get('predictions')}", flush=True)
-    row = json.dumps({"instances": [EXAMPLE_ROWS["penguin-species"]]})
+    example = json.dumps({"instances": [EXAMPLE_ROWS["penguin-species"]]})
     bs = "\\"
     print(
         f"""
@@ -129,7 +129,7 @@ The fleet is up at {url} (OpenAPI docs: {url}/docs). Your API key (also in {key_
   export MLFLEET_KEY={key}
   curl -s -X POST {url}/v1/models/penguin-species/predict {bs}
        -H "Authorization: Bearer $MLFLEET_KEY" -H "Content-Type: application/json" {bs}
-       -d '{row}'
+       -d '{example}'
   curl -s {url}/v1/models -H "Authorization: Bearer $MLFLEET_KEY"
 
 Stop everything with:  .venv/bin/mlfleet down""",

@@ -75,3 +75,9 @@ def test_best_outcome_only_compares_trials_that_saw_all_the_data() -> None:
     full_b = TrialOutcome(2, "e", {}, scores=[(0.125, 0.6), (1.0, 0.9)])
     assert best_outcome([early, full_a, full_b], "max").index == 2
     assert best_outcome([early, full_a, full_b], "min").index == 1
+
+
+def test_every_fraction_below_one_is_an_asha_decision_point() -> None:
+    from mlfleet.training.search import RUNG_UNITS, rung_of
+
+    assert [rung_of(f) for f in (0.125, 0.25, 0.5, 1.0)] == [1, 2, 4, RUNG_UNITS]

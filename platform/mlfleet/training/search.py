@@ -26,6 +26,12 @@ from mlfleet.training.features import build_pipeline
 
 MIN_RUNG_ROWS = 1_000
 RUNGS = (0.125, 0.25, 0.5, 1.0)
+RUNG_UNITS = 8  # fractions are reported to ASHA in eighths of the fit split
+
+
+def rung_of(fraction: float) -> int:
+    """A data fraction as ASHA's progress unit (eighths of the fit split)."""
+    return max(1, round(fraction * RUNG_UNITS))
 
 
 def rung_fractions(rows: int, scheduler: str) -> list[float]:
@@ -77,7 +83,12 @@ def _trial(config: dict[str, Any], data: dict[str, Any]) -> None:
         pipeline.fit(X_fit.iloc[:n], y_fit.iloc[:n])
         value = score(pipeline, X_val, y_val, data["metric"])
         tune.report(
-            {"score": value, "fraction": fraction, "fit_seconds": time.perf_counter() - start}
+            {
+                "score": value,
+                "fraction": fraction,
+                "rung": rung_of(fraction),
+                "fit_seconds": time.perf_counter() - start,
+            }
         )
 
 
@@ -143,8 +154,10 @@ def run_search(
     fractions = rung_fractions(len(X_fit), search.scheduler)
     scheduler: Any
     if len(fractions) > 1:
+        # The rung is the data fraction in eighths (1, 2, 4, 8), so every fraction below
+        # the full data is a decision point: ASHA halves the field at 1/8, 1/4 and 1/2.
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=len(fractions), grace_period=1, reduction_factor=2
+            time_attr="rung", max_t=RUNG_UNITS, grace_period=1, reduction_factor=2
         )
     else:
         scheduler = FIFOScheduler()
