@@ -96,7 +96,10 @@ def file_dataset(files: list[Source]) -> ray.data.Dataset:
                     out.append(ReadTask(read_fn, meta))
             return out
 
-    return ray.data.read_datasource(RawFiles())
+    # One block per read task: by default Ray Data splits every read into at least 200
+    # blocks, which cut 5M rows into 400 batches of 12.5k and doubled the run time.
+    tasks = sum(len(_file_tasks(s)) for s in files)
+    return ray.data.read_datasource(RawFiles(), override_num_blocks=tasks)
 
 
 def sqlite_dataset(source: Source) -> ray.data.Dataset:
