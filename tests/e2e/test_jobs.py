@@ -144,3 +144,55 @@ def test_train_job_then_models_cli(head: RayHead, tmp_path: Path) -> None:
         check=False,
     )
     assert unknown.returncode == 2 and "has no version '7'" in unknown.stderr
+
+
+def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
+    """`serve deploy serve_apps/fleet.yaml` (the committed config, with this test's port,
+    specs and MLFLEET_HOME) brings the fleet up on a cluster mlfleet did not start."""
+    import time
+
+    import httpx
+
+    from tests.integration.test_serving import free_port
+
+    home = tmp_path / "home"
+    specs = tmp_path / "specs"
+    spec = yaml.safe_load((REPO / "specs/diabetes/model.yaml").read_text())
+    spec["contract"] = str(REPO / "specs/diabetes/contract.yaml")
+    spec["sources"] = [str(REPO / "specs/diabetes/data/diabetes.csv")]
+    spec["search"]["num_samples"] = 1
+    (specs / "diabetes").mkdir(parents=True)
+    (specs / "diabetes" / "model.yaml").write_text(yaml.safe_dump(spec))
+    trained = submit(head, home, "jobs/train.py", "--spec", str(specs / "diabetes/model.yaml"))
+    assert trained.returncode == 0, trained.stdout[-2000:]
+
+    config = yaml.safe_load((REPO / "serve_apps/fleet.yaml").read_text())
+    port = free_port()
+    config["http_options"]["port"] = port
+    config["applications"][0]["args"]["specs_dir"] = str(specs)
+    config["applications"][0]["runtime_env"] = {"env_vars": {"MLFLEET_HOME": str(home)}}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    serve_cli = str(BIN / "serve")
+    deploy = subprocess.run([serve_cli, "deploy", str(path), "--address", head.dashboard_url],
+                            env=head.env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    url = f"http://127.0.0.1:{port}"
+    row = {"age": 59, "sex": "2", "bmi": 32.1, "bp": 101, "s1": 157, "s2": 93.2, "s3": 38,
+           "s4": 4, "s5": 4.86, "s6": 87}
+    deadline = time.monotonic() + 240
+    response = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.post(f"{url}/v1/models/diabetes-progression/predict",
+                                  json={"instances": [row]}, timeout=30)
+            if response.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    assert response is not None and response.status_code == 200, response and response.text
+    assert response.json()["model"] == "diabetes-progression"
+    subprocess.run([serve_cli, "shutdown", "-y", "--address", head.dashboard_url],
+                   env=head.env, capture_output=True, timeout=120, check=False)

@@ -17,3 +17,13 @@ def test_import_platform_is_the_standard_library() -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     assert Path(platform.__file__).resolve().parent == stdlib
     assert callable(platform.system)
+
+
+def test_fleet_builder_is_typed_for_serve() -> None:
+    """Serve passes FleetArgs only when it can see the annotation at run time."""
+    import inspect
+
+    from mlfleet.serving.app import FleetArgs
+    from serve_apps.fleet import app_builder
+
+    assert inspect.signature(app_builder).parameters["args"].annotation is FleetArgs
