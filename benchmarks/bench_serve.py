@@ -231,7 +231,7 @@ def main() -> None:
             "pool": (f"http://127.0.0.1:{port}/v1/models/bench-pool/predict", KEY),
         }
         body = {"instances": [ROW]}
-        for name, (url, key) in targets.items():  # warm up: load models, JIT paths
+        for url, key in targets.values():  # warm up: load models, JIT paths
             wrk(url, 8, 2, body, key)
         for rnd in range(args.rounds):
             for conns in (1, 32):
