@@ -20,17 +20,26 @@ pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "mlfleet.cli.main"]
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 600
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_keys_create_prints_a_key_whose_digest_is_the_entry() -> None:
     import hashlib
 
-    proc = run(["keys", "create", "--name", "app", "--scopes", "predict,admin", "--json"],
-               dict(os.environ))
+    proc = run(
+        ["keys", "create", "--name", "app", "--scopes", "predict,admin", "--json"], dict(os.environ)
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["entry"]["name"] == "app" and out["entry"]["scopes"] == ["predict", "admin"]
@@ -54,7 +63,7 @@ def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
     trained = run(["train", str(specs / "diabetes" / "model.yaml"), "--json"], env)
     assert trained.returncode == 0, trained.stderr[-2000:]
 
-    assert run(["serve", "status"], env).returncode != 0      # nothing running yet
+    assert run(["serve", "status"], env).returncode != 0  # nothing running yet
     port = free_port()
     try:
         up = run(["serve", "up", "--specs", str(specs), "--port", str(port)], env)
@@ -62,10 +71,23 @@ def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in up.stdout
         assert "no API keys configured" in up.stderr and "127.0.0.1 only" in up.stderr
         head = json.loads((home / "cluster" / "head.json").read_text())
-        row = {"age": 59, "sex": "2", "bmi": 32.1, "bp": 101, "s1": 157, "s2": 93.2,
-               "s3": 38, "s4": 4, "s5": 4.86, "s6": 87}
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/models/diabetes-progression/predict",
-                       json={"instances": [row]}, timeout=60)
+        row = {
+            "age": 59,
+            "sex": "2",
+            "bmi": 32.1,
+            "bp": 101,
+            "s1": 157,
+            "s2": 93.2,
+            "s3": 38,
+            "s4": 4,
+            "s5": 4.86,
+            "s6": 87,
+        }
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/models/diabetes-progression/predict",
+            json={"instances": [row]},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         assert r.json()["version"] == "1" and isinstance(r.json()["predictions"][0], float)
         status = run(["serve", "status", "--json"], env)

@@ -174,19 +174,37 @@ def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(config))
     serve_cli = str(BIN / "serve")
-    deploy = subprocess.run([serve_cli, "deploy", str(path), "--address", head.dashboard_url],
-                            env=head.env, capture_output=True, text=True, timeout=300,
-                            check=False)
+    deploy = subprocess.run(
+        [serve_cli, "deploy", str(path), "--address", head.dashboard_url],
+        env=head.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     url = f"http://127.0.0.1:{port}"
-    row = {"age": 59, "sex": "2", "bmi": 32.1, "bp": 101, "s1": 157, "s2": 93.2, "s3": 38,
-           "s4": 4, "s5": 4.86, "s6": 87}
+    row = {
+        "age": 59,
+        "sex": "2",
+        "bmi": 32.1,
+        "bp": 101,
+        "s1": 157,
+        "s2": 93.2,
+        "s3": 38,
+        "s4": 4,
+        "s5": 4.86,
+        "s6": 87,
+    }
     deadline = time.monotonic() + 240
     response = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.post(f"{url}/v1/models/diabetes-progression/predict",
-                                  json={"instances": [row]}, timeout=30)
+            response = httpx.post(
+                f"{url}/v1/models/diabetes-progression/predict",
+                json={"instances": [row]},
+                timeout=30,
+            )
             if response.status_code == 200:
                 break
         except httpx.HTTPError:
@@ -194,5 +212,10 @@ def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
         time.sleep(1)
     assert response is not None and response.status_code == 200, response and response.text
     assert response.json()["model"] == "diabetes-progression"
-    subprocess.run([serve_cli, "shutdown", "-y", "--address", head.dashboard_url],
-                   env=head.env, capture_output=True, timeout=120, check=False)
+    subprocess.run(
+        [serve_cli, "shutdown", "-y", "--address", head.dashboard_url],
+        env=head.env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )

@@ -81,3 +81,16 @@ def test_every_fraction_below_one_is_an_asha_decision_point() -> None:
     from mlfleet.training.search import RUNG_UNITS, rung_of
 
     assert [rung_of(f) for f in (0.125, 0.25, 0.5, 1.0)] == [1, 2, 4, RUNG_UNITS]
+
+
+def test_serving_predict_matches_the_pipeline() -> None:
+    from mlfleet.serving.models import predict
+
+    rows, y = training_rows()
+    model = build_pipeline(CONTRACT, FEATURES, LogisticRegression(max_iter=500))
+    frame = feature_frame(rows, CONTRACT, FEATURES)
+    model.fit(frame, y)
+    out = predict(model, frame.head(7))
+    assert out["predictions"] == list(model.predict(frame.head(7)))
+    assert np.allclose(out["probabilities"], model.predict_proba(frame.head(7)), atol=1e-6)
+    assert out["classes"] == ["no", "yes"]

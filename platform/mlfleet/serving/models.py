@@ -84,12 +84,22 @@ def _plain(values: np.ndarray) -> list[Any]:
 
 
 def predict(model: Any, frame: pd.DataFrame) -> dict[str, Any]:
-    """Predictions (and class probabilities for classifiers) as JSON-ready lists."""
-    out: dict[str, Any] = {"predictions": _plain(model.predict(frame))}
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(frame)
+    """Predictions (and class probabilities for classifiers) as JSON-ready lists.
+
+    The preprocessing runs once for both answers: in a small-row request the pipeline's
+    column transforms, not the estimator, are most of the cost.
+    """
+    steps = getattr(model, "steps", None)
+    if steps and len(steps) > 1:
+        features = model[:-1].transform(frame)
+        estimator = steps[-1][1]
+    else:
+        features, estimator = frame, model
+    out: dict[str, Any] = {"predictions": _plain(estimator.predict(features))}
+    if hasattr(estimator, "predict_proba"):
+        proba = estimator.predict_proba(features)
         out["probabilities"] = np.round(proba, 6).tolist()
-        out["classes"] = _plain(np.asarray(model.classes_))
+        out["classes"] = _plain(np.asarray(estimator.classes_))
     return out
 
 
