@@ -161,3 +161,17 @@ def loans_frame(n: int, seed: int) -> pd.DataFrame:
             "defaulted": np.where(risk > np.median(risk), "yes", "no"),
         }
     )
+
+
+def diabetes_spec_copy(repo: Path, specs: Path, num_samples: int) -> Path:
+    """The example diabetes spec with absolute paths and a smaller search, in ``specs``."""
+    import yaml
+
+    spec = yaml.safe_load((repo / "specs/diabetes/model.yaml").read_text())
+    spec["contract"] = str(repo / "specs/diabetes/contract.yaml")
+    spec["sources"] = [str(repo / "specs/diabetes/data/diabetes.csv")]
+    spec["search"]["num_samples"] = num_samples
+    path = specs / "diabetes" / "model.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec))
+    return path

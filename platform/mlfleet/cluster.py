@@ -2,7 +2,7 @@
 
 `ray start --head --block` runs as a detached child; its PID and addresses are kept in
 ``$MLFLEET_HOME/cluster/head.json`` so `mlfleet down` stops exactly what mlfleet started
-(never `ray stop`, which would stop every Ray cluster on the machine).
+(never with Ray's own stop command, which would stop every Ray cluster on the machine).
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
+from mlfleet.quickstart import EXAMPLE_ROWS
 from tests.conftest import REPO
 from tests.integration.test_serving import free_port
+from tests.messy import diabetes_spec_copy
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "mlfleet.cli.main"]
@@ -51,16 +52,11 @@ def test_keys_create_prints_a_key_whose_digest_is_the_entry() -> None:
 def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
     home = tmp_path / "home"
     specs = tmp_path / "specs"
-    spec = yaml.safe_load((REPO / "specs/diabetes/model.yaml").read_text())
-    spec["contract"] = str(REPO / "specs/diabetes/contract.yaml")
-    spec["sources"] = [str(REPO / "specs/diabetes/data/diabetes.csv")]
-    spec["search"]["num_samples"] = 2
-    (specs / "diabetes").mkdir(parents=True)
-    (specs / "diabetes" / "model.yaml").write_text(yaml.safe_dump(spec))
+    spec_path = diabetes_spec_copy(REPO, specs, num_samples=2)
     env = {**os.environ, "MLFLEET_HOME": str(home), "MLFLEET_RAY_NUM_CPUS": "2"}
     env.pop("MLFLEET_API_KEYS", None)
     env.pop("MLFLEET_RAY_ADDRESS", None)
-    trained = run(["train", str(specs / "diabetes" / "model.yaml"), "--json"], env)
+    trained = run(["train", str(spec_path), "--json"], env)
     assert trained.returncode == 0, trained.stderr[-2000:]
 
     assert run(["serve", "status"], env).returncode != 0  # nothing running yet
@@ -71,18 +67,7 @@ def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}" in up.stdout
         assert "no API keys configured" in up.stderr and "127.0.0.1 only" in up.stderr
         head = json.loads((home / "cluster" / "head.json").read_text())
-        row = {
-            "age": 59,
-            "sex": "2",
-            "bmi": 32.1,
-            "bp": 101,
-            "s1": 157,
-            "s2": 93.2,
-            "s3": 38,
-            "s4": 4,
-            "s5": 4.86,
-            "s6": 87,
-        }
+        row = EXAMPLE_ROWS["diabetes-progression"]
         r = httpx.post(
             f"http://127.0.0.1:{port}/v1/models/diabetes-progression/predict",
             json={"instances": [row]},

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlfleet.quickstart import EXAMPLE_ROWS
 from tests.conftest import REPO
-from tests.messy import CONTRACT_YAML, write_sources
+from tests.messy import CONTRACT_YAML, diabetes_spec_copy, write_sources
 from tests.ray_head import BIN, RayHead, ray_head
 
 pytestmark = pytest.mark.slow
@@ -157,13 +158,8 @@ def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
 
     home = tmp_path / "home"
     specs = tmp_path / "specs"
-    spec = yaml.safe_load((REPO / "specs/diabetes/model.yaml").read_text())
-    spec["contract"] = str(REPO / "specs/diabetes/contract.yaml")
-    spec["sources"] = [str(REPO / "specs/diabetes/data/diabetes.csv")]
-    spec["search"]["num_samples"] = 1
-    (specs / "diabetes").mkdir(parents=True)
-    (specs / "diabetes" / "model.yaml").write_text(yaml.safe_dump(spec))
-    trained = submit(head, home, "jobs/train.py", "--spec", str(specs / "diabetes/model.yaml"))
+    spec_path = diabetes_spec_copy(REPO, specs, num_samples=1)
+    trained = submit(head, home, "jobs/train.py", "--spec", str(spec_path))
     assert trained.returncode == 0, trained.stdout[-2000:]
 
     config = yaml.safe_load((REPO / "serve_apps/fleet.yaml").read_text())
@@ -184,18 +180,7 @@ def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
     )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     url = f"http://127.0.0.1:{port}"
-    row = {
-        "age": 59,
-        "sex": "2",
-        "bmi": 32.1,
-        "bp": 101,
-        "s1": 157,
-        "s2": 93.2,
-        "s3": 38,
-        "s4": 4,
-        "s5": 4.86,
-        "s6": 87,
-    }
+    row = EXAMPLE_ROWS["diabetes-progression"]
     deadline = time.monotonic() + 240
     response = None
     while time.monotonic() < deadline:
