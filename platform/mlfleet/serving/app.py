@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 
 from mlfleet.settings import Settings
 from mlfleet.spec import load_spec
@@ -44,11 +43,9 @@ def build_fleet(args: FleetArgs, settings: Settings) -> serve.Application:
 
     settings_json = settings.model_dump_json()
     specs = sorted(Path(args.specs_dir).glob("*/model.yaml"))
-    modes: dict[str, str] = {}
     dedicated: dict[str, Any] = {}
     for path in specs:
         spec = load_spec(path).spec
-        modes[spec.name] = spec.serving.mode
         if spec.serving.mode != "dedicated":
             continue
         auto = spec.serving.autoscaling
@@ -87,7 +84,7 @@ def build_fleet(args: FleetArgs, settings: Settings) -> serve.Application:
             "target_ongoing_requests": 16,
         },
     )(serve.ingress(app)(Gateway))
-    return ingress.bind(pool, dedicated, settings_json, modes)
+    return ingress.bind(pool, dedicated, settings_json)
 
 
-__all__ = ["DeploymentHandle", "FleetArgs", "build_fleet", "dedicated_deployment_name"]
+__all__ = ["FleetArgs", "build_fleet", "dedicated_deployment_name"]

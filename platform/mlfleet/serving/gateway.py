@@ -123,16 +123,13 @@ async def _read_json(request: Request, limit: int) -> Any:
 class Gateway:
     """State and routes of the ingress deployment (wrapped by ``serve.ingress`` in app.py)."""
 
-    def __init__(
-        self, pool: Any, dedicated: dict[str, Any], settings_json: str, modes: dict[str, str]
-    ) -> None:
+    def __init__(self, pool: Any, dedicated: dict[str, Any], settings_json: str) -> None:
         from mlfleet import registry
 
         self.settings = Settings.model_validate_json(settings_json)
         registry.configure(self.settings)
         self.pool = pool
         self.dedicated = dedicated
-        self.modes = modes
         self.champions: dict[str, str | None] = {}
         self.cards: dict[tuple[str, str], ModelCard] = {}
         self.validators: dict[tuple[str, str], RowValidator] = {}
