@@ -10,11 +10,11 @@ import glob
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from mlfleet.data.rules import ROW_COLUMN
 from mlfleet.errors import SourceError
 
+T = TypeVar("T")
 SourceKind = Literal["csv", "parquet", "jsonl", "sqlite"]
 
 _SUFFIXES: dict[str, SourceKind] = {
@@ -156,6 +157,21 @@ def _with_rows(table: pa.Table, first_row: int) -> pa.Table:
     return table.append_column(ROW_COLUMN, rows)
 
 
+def _in_batches(
+    items: Iterator[T], first_row: int, build: Callable[[list[T], int], pa.Table]
+) -> Iterator[pa.Table]:
+    """Group parsed records into BATCH_ROWS tables; ``build`` gets each group's first row."""
+    group: list[T] = []
+    for item in items:
+        group.append(item)
+        if len(group) >= BATCH_ROWS:
+            yield build(group, first_row)
+            first_row += len(group)
+            group = []
+    if group:
+        yield build(group, first_row)
+
+
 def _rebatch(batches: Iterator[pa.RecordBatch | pa.Table], first_row: int) -> Iterator[pa.Table]:
     pending: list[pa.Table] = []
     size = 0
@@ -231,22 +247,17 @@ def _csv_python(path: Path, delimiter: str, names: list[str], skip: int) -> Iter
         text = io.TextIOWrapper(io.BytesIO(stream.read()), encoding="utf-8", newline="")
     rows = csv.reader(text, delimiter=delimiter)
     next(rows, None)  # header
-    records: list[list[str]] = []
-    first = skip + 1
-    seen = 0
-    for record in rows:
-        if not record:
-            continue  # Arrow skips blank lines too; row numbers must agree.
-        seen += 1
-        if seen <= skip:
-            continue
-        records.append(record)
-        if len(records) >= BATCH_ROWS:
-            yield flush(records, first)
-            first += len(records)
-            records = []
-    if records:
-        yield flush(records, first)
+
+    def data_records() -> Iterator[list[str]]:
+        seen = 0
+        for record in rows:
+            if not record:
+                continue  # Arrow skips blank lines too; row numbers must agree.
+            seen += 1
+            if seen > skip:
+                yield record
+
+    yield from _in_batches(data_records(), skip + 1, flush)
 
 
 def read_parquet(
@@ -283,11 +294,10 @@ def _jsonl_python(path: Path) -> Iterator[pa.Table]:
         )
         return _with_rows(table, first)
 
-    records: list[dict[str, object]] = []
-    first = 1
-    opener = pa.input_stream(str(path), compression="detect")
-    with opener as stream:
-        for lineno, line in enumerate(stream.read().decode("utf-8").splitlines(), start=1):
+    def objects() -> Iterator[dict[str, object]]:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            text = stream.read().decode("utf-8")
+        for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -296,13 +306,9 @@ def _jsonl_python(path: Path) -> Iterator[pa.Table]:
                 raise SourceError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from None
             if not isinstance(rec, dict):
                 raise SourceError(f"{path}: line {lineno} is not a JSON object")
-            records.append(rec)
-            if len(records) >= BATCH_ROWS:
-                yield flush(records, first)
-                first += len(records)
-                records = []
-    if records:
-        yield flush(records, first)
+            yield rec
+
+    yield from _in_batches(objects(), 1, flush)
 
 
 def read_jsonl(path: Path) -> Iterator[pa.Table]:

@@ -35,6 +35,20 @@ def dedicated_deployment_name(model: str) -> str:
     return f"Dedicated-{model}"
 
 
+def _autoscaled(name: str, cpus: float, min_replicas: int, max_replicas: int) -> Any:
+    """A deployment decorator with mlfleet's CPU share, concurrency and autoscaling."""
+    return serve.deployment(
+        name=name,
+        ray_actor_options={"num_cpus": cpus},
+        max_ongoing_requests=MAX_ONGOING,
+        autoscaling_config={
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_ongoing_requests": 16,
+        },
+    )
+
+
 def build_fleet(args: FleetArgs, settings: Settings) -> serve.Application:
     """Bind the fleet: one gateway, one pool, a dedicated deployment per spec that asks."""
     from mlfleet.serving.dedicated import DedicatedModel
@@ -63,26 +77,12 @@ def build_fleet(args: FleetArgs, settings: Settings) -> serve.Application:
             spec.name, settings_json, spec.serving.max_batch_size, spec.serving.batch_wait_timeout_s
         )
 
-    pool = serve.deployment(
-        name="ModelPool",
-        ray_actor_options={"num_cpus": POOL_CPUS},
-        max_ongoing_requests=MAX_ONGOING,
-        autoscaling_config={
-            "min_replicas": args.pool_min_replicas,
-            "max_replicas": args.pool_max_replicas,
-            "target_ongoing_requests": 16,
-        },
-    )(pool_class(settings.max_num_models_per_replica)).bind(settings_json)
+    pool = _autoscaled("ModelPool", POOL_CPUS, args.pool_min_replicas, args.pool_max_replicas)(
+        pool_class(settings.max_num_models_per_replica)
+    ).bind(settings_json)
 
-    ingress = serve.deployment(
-        name="Gateway",
-        ray_actor_options={"num_cpus": GATEWAY_CPUS},
-        max_ongoing_requests=MAX_ONGOING,
-        autoscaling_config={
-            "min_replicas": args.gateway_min_replicas,
-            "max_replicas": args.gateway_max_replicas,
-            "target_ongoing_requests": 16,
-        },
+    ingress = _autoscaled(
+        "Gateway", GATEWAY_CPUS, args.gateway_min_replicas, args.gateway_max_replicas
     )(serve.ingress(app)(Gateway))
     return ingress.bind(pool, dedicated, settings_json)
 
