@@ -3,6 +3,8 @@
     MLFLEET_HOME=... BENCH_MODEL=models:/name/1 uvicorn benchmarks.plain_app:app --workers 1
 
 It loads the same registered sklearn pipeline, validates the row with pydantic and predicts.
+It is the careful version of that app: one ``predict_proba`` call, with the predicted class
+taken from it, so the pipeline's preprocessing runs once per request (as it does in mlfleet).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ app = FastAPI()
 def predict(name: str, request: Request) -> dict:
     frame = pd.DataFrame([r.model_dump() for r in request.instances])
     frame["island"] = frame["island"].str.strip().str.lower()
+    proba = model.predict_proba(frame)
     return {
         "model": name,
-        "predictions": model.predict(frame).tolist(),
-        "probabilities": model.predict_proba(frame).round(6).tolist(),
+        "predictions": model.classes_[proba.argmax(axis=1)].tolist(),
+        "probabilities": proba.round(6).tolist(),
     }

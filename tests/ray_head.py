@@ -1,7 +1,7 @@
 """A real `ray start --head` cluster on 127.0.0.1 for job-submission tests.
 
-It is mlfleet's own detached head (``mlfleet.cluster``), stopped by its process group,
-never with Ray's own stop command (which would kill every Ray cluster on the host).
+It is mlfleet's own detached head (``mlfleet.cluster``), stopped with every process of its
+session, never with Ray's own stop command (which would kill every Ray cluster on the host).
 """
 
 from __future__ import annotations

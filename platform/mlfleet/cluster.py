@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from mlfleet.errors import MlfleetError
 from mlfleet.settings import Settings
@@ -41,26 +43,32 @@ class HeadState:
     dashboard_url: str
     temp_dir: str
     log: str
+    env: dict[str, str] = field(default_factory=dict)  # the overrides it was started with
+
+    @property
+    def haproxy(self) -> bool:
+        """Whether Serve on this head fronts HTTP with HAProxy."""
+        return self.env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
 
 
 def _state_path(settings: Settings) -> Path:
     return settings.home / "cluster" / STATE_FILE
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def running_head(settings: Settings) -> HeadState | None:
@@ -91,7 +99,7 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         ClusterError: when it does not come up in time.
     """
     bin_dir = Path(sys.executable).parent
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     temp = Path(f"/tmp/mlfleet-ray-{os.getpid()}-{port}")
     log_dir = settings.home / "cluster"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +108,9 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+        # On SIGTERM a head first "drains" (waits for its workers to go idle) for up to 30 s;
+        # a lone local head has nowhere to drain to, and Serve replicas never go idle.
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
         **(env_overrides or {}),
     }
     env.pop("RAY_ADDRESS", None)
@@ -138,6 +149,7 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         dashboard_url=f"http://127.0.0.1:{dashboard}",
         temp_dir=str(temp),
         log=str(log),
+        env=dict(env_overrides or {}),
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _gcs_up(state.gcs_address):
@@ -153,17 +165,45 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
     return state
 
 
+def _session(sid: int) -> list[int]:
+    """Every process of the session ``sid`` (the head runs as the leader of its own)."""
+    members = []
+    for pid in psutil.pids():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getsid(pid) == sid:
+                members.append(pid)
+    return members
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 def stop_head(state: HeadState, timeout: float = 60.0) -> None:
-    """Stop a head started by :func:`start_head` (its whole process group)."""
-    try:
-        os.killpg(state.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    """Stop a head started by :func:`start_head`: every process of its session.
+
+    The session, not the process group: Serve's HAProxy re-execs itself on every
+    reload into a process group of its own, and would outlive a group kill.
+    """
+    members = _session(state.pid)
+    _signal_all(members, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(state.pid) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in members) and time.monotonic() < deadline:
         time.sleep(0.3)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(state.pid, signal.SIGKILL)
+    _signal_all(_session(state.pid), signal.SIGKILL)
+    _reap(state.pid)
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """Wait until ``pid`` is gone, not just dead: reap it if it is our child (as in tests),
+    or give init a moment to."""
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
 
 
 def forget_head(settings: Settings) -> None:

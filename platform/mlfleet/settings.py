@@ -53,11 +53,27 @@ class Settings(BaseSettings):
     )
     serve_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway binds.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Gateway HTTP port.")
+    serve_haproxy: bool = Field(
+        default=True,
+        description="Put Ray Serve's HAProxy ingress in front of the gateway on heads mlfleet "
+        "starts (about 2 ms less per request than Serve's Python proxy). It makes replica HTTP "
+        "ports listen on every interface, so mlfleet only turns it on when API keys are set.",
+    )
     max_request_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest request body; bigger ones get 413."
     )
     max_num_models_per_replica: int = Field(
         default=8, ge=1, description="Model versions a pool replica keeps loaded (LRU)."
+    )
+    gateway_inline_models: int = Field(
+        default=4,
+        ge=0,
+        description="Small model versions each gateway replica keeps to answer a request "
+        "itself when it has no other request in hand (a handle hop saved); under load requests "
+        "go to the pool or dedicated replicas and are batched there. 0 turns this off.",
+    )
+    gateway_inline_max_bytes: int = Field(
+        default=32 << 20, ge=0, description="Largest stored model the gateway keeps."
     )
     alias_refresh_seconds: float = Field(
         default=2.0, gt=0, description="How often the gateway re-reads champion aliases."

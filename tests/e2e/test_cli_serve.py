@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from mlfleet.quickstart import EXAMPLE_ROWS
@@ -49,15 +51,25 @@ def test_keys_create_prints_a_key_whose_digest_is_the_entry() -> None:
     assert bad.returncode == 2 and "--scopes" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
+def trained_fleet(
+    tmp_path: Path, api_keys: list[dict[str, Any]]
+) -> tuple[Path, Path, dict[str, str]]:
+    """A home with the diabetes model trained; its specs folder; the CLI's environment."""
     home = tmp_path / "home"
     specs = tmp_path / "specs"
     spec_path = diabetes_spec_copy(REPO, specs, num_samples=2)
     env = {**os.environ, "MLFLEET_HOME": str(home), "MLFLEET_RAY_NUM_CPUS": "2"}
-    env.pop("MLFLEET_API_KEYS", None)
     env.pop("MLFLEET_RAY_ADDRESS", None)
+    env.pop("MLFLEET_API_KEYS", None)
+    if api_keys:
+        env["MLFLEET_API_KEYS"] = json.dumps(api_keys)
     trained = run(["train", str(spec_path), "--json"], env)
     assert trained.returncode == 0, trained.stderr[-2000:]
+    return home, specs, env
+
+
+def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
+    home, specs, env = trained_fleet(tmp_path, [])
 
     assert run(["serve", "status"], env).returncode != 0  # nothing running yet
     port = free_port()
@@ -90,3 +102,46 @@ def test_serve_up_status_down_on_a_local_head(tmp_path: Path) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     assert run(["down"], env).stdout.strip() == "nothing to stop"
+
+
+def listener(port: int) -> psutil.Process | None:
+    """The process accepting TCP connections on 127.0.0.1:``port``."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid)
+    return None
+
+
+def test_with_api_keys_haproxy_fronts_the_gateway_and_down_stops_it(tmp_path: Path) -> None:
+    created = run(
+        ["keys", "create", "--name", "ci", "--scopes", "predict", "--json"], dict(os.environ)
+    )
+    key = json.loads(created.stdout)
+    _, specs, env = trained_fleet(tmp_path, [key["entry"]])
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/models/diabetes-progression/predict"
+    body = {"instances": [EXAMPLE_ROWS["diabetes-progression"]]}
+    try:
+        up = run(["serve", "up", "--specs", str(specs), "--port", str(port)], env)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        assert "ingress: haproxy" in up.stdout
+        proxy = listener(port)
+        assert proxy is not None and proxy.name() == "haproxy"
+        assert httpx.post(url, json=body, timeout=60).status_code == 401
+        ok = httpx.post(url, json=body, headers={"X-API-Key": key["key"]}, timeout=60)
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["x-served-by"] in {"gateway", "pool"}
+        status = run(["serve", "status", "--json"], env)
+        assert json.loads(status.stdout)["ingress"] == "haproxy"
+
+        # HAProxy opens replica ports on every interface: no serving without keys on it.
+        open_env = {k: v for k, v in env.items() if k != "MLFLEET_API_KEYS"}
+        refused = run(["serve", "up", "--specs", str(specs), "--port", str(port)], open_env)
+        assert refused.returncode != 0 and "MLFLEET_API_KEYS" in refused.stderr
+        assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        down = run(["down"], env)
+    assert down.returncode == 0, down.stderr
+    assert not proxy.is_running() or proxy.status() == psutil.STATUS_ZOMBIE
+    assert listener(port) is None

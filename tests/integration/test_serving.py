@@ -314,7 +314,7 @@ def test_auth_scopes(client: httpx.Client) -> None:
 def test_dedicated_model_batches_concurrent_requests(gateway: str) -> None:
     from ray import serve
 
-    async def burst() -> list[int]:
+    async def burst() -> list[tuple[int, str]]:
         async with httpx.AsyncClient(base_url=gateway, timeout=60) as c:
             rs = await asyncio.gather(
                 *[
@@ -326,12 +326,43 @@ def test_dedicated_model_batches_concurrent_requests(gateway: str) -> None:
                     for _ in range(48)
                 ]
             )
-            return [r.status_code for r in rs]
+            return [(r.status_code, r.headers.get("x-served-by", "")) for r in rs]
 
-    assert asyncio.run(burst()) == [200] * 48
+    statuses, served_by = zip(*asyncio.run(burst()), strict=True)
+    assert statuses == (200,) * 48
+    # Under load the gateway forwards rather than predicting in its own event loop.
+    assert served_by.count("dedicated") >= 40, served_by
     handle = serve.get_deployment_handle("Dedicated-loan-fast", app_name="fleet")
     stats = handle.stats.remote().result()
     assert stats["largest_batch"] > 1
+
+
+def test_an_idle_gateway_answers_small_models_itself_with_the_same_result(
+    client: httpx.Client, gateway: str
+) -> None:
+    rows = {"instances": [GOOD_ROW, {**GOOD_ROW, "region": "west", "debt_ratio": 0.2}]}
+    inline = None
+    for _ in range(100):  # the gateway loads its copy in the background, off the request path
+        r = predict(client, "loan-a", rows)
+        assert r.status_code == 200, r.text
+        if r.headers["x-served-by"] == "gateway":
+            inline = r.json()
+            break
+        time.sleep(0.05)
+    assert inline is not None, "the idle gateway never answered loan-a itself"
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway, timeout=60) as c:
+            return await asyncio.gather(
+                *[c.post("/v1/models/loan-a/predict", json=rows, headers=auth()) for _ in range(32)]
+            )
+
+    forwarded = [r.json() for r in asyncio.run(burst()) if r.headers["x-served-by"] == "pool"]
+    assert forwarded, "a burst of 32 was never forwarded to the pool"
+    for body in forwarded:
+        assert body["version"] == inline["version"] == "1"
+        assert body["predictions"] == inline["predictions"]
+        assert body["probabilities"] == inline["probabilities"]
 
 
 def test_promotion_and_rollback_under_load(client: httpx.Client, gateway: str) -> None:

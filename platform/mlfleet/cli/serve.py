@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,10 +18,41 @@ from mlfleet.settings import Settings, get_settings
 app = typer.Typer(help="Serve the fleet: up, status, down.", no_args_is_help=True)
 APP_NAME = "fleet"
 READY_TIMEOUT_S = 300.0
-# Ray Serve's fast path, on by default for heads mlfleet starts (see README, Serving):
-# gRPC between deployments and direct ingress, no per-request access logs, no user-code
-# thread hop.
-FAST_SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def fast_serve_env(settings: Settings) -> dict[str, str]:
+    """Ray Serve's fast path, on by default for heads mlfleet starts (see README, Serving).
+
+    ``RAY_SERVE_THROUGHPUT_OPTIMIZED``: gRPC between deployments, direct ingress into the
+    gateway replica, no per-request access logs, no user-code thread hop.
+    ``RAY_SERVE_ENABLE_HA_PROXY``: HAProxy forwards HTTP straight to the gateway replica's
+    own port instead of through Serve's Python proxy actor. It binds replica ports on every
+    interface, so it is used only when API keys protect the gateway. Its files and ports are
+    the head's own (Ray's defaults, /tmp/haproxy-serve and ports 9101/8404, are shared by
+    every cluster on the host).
+    """
+    from mlfleet.cluster import free_port
+
+    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    if settings.serve_haproxy and settings.api_keys:
+        # Ray adds the node id (56 characters) below this folder, and HAProxy takes admin
+        # socket paths of at most 97 bytes: keep the base short.
+        digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
+        base = Path("/tmp") / f"mlfh-{digest}"
+        env.update(
+            {
+                "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+                "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+                "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
+                "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+                "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
+                # Ray's fixed defaults (9101, 8404) would collide between two clusters.
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            }
+        )
+    return env
 
 
 class ServeError(MlfleetError):
@@ -51,7 +83,7 @@ def _connect(settings: Settings, *, start: bool) -> tuple[str, bool]:
                 "starting a local Ray head on 127.0.0.1 (it outlives this "
                 "command; `mlfleet down` stops it)"
             )
-            head = cluster.start_head(settings, FAST_SERVE_ENV)
+            head = cluster.start_head(settings, fast_serve_env(settings))
             started = True
         address = head.gcs_address
     if not ray.is_initialized():
@@ -135,8 +167,24 @@ def up(
     if not specs.is_dir():
         raise MlfleetError(f"--specs {specs}: not a folder")
     _connect(settings, start=True)
+    ingress = _ingress(settings)
+    if ingress == "haproxy" and not settings.api_keys:
+        raise ServeError(
+            "this head fronts Serve with HAProxy, which opens replica ports on every "
+            "interface: set MLFLEET_API_KEYS, or `mlfleet down` and serve up again without keys"
+        )
     url = up_fleet(settings, specs, port or settings.serve_port)
-    console.print(f"fleet is up: {url}  (docs: {url}/docs)")
+    console.print(f"fleet is up: {url}  (docs: {url}/docs; ingress: {ingress})")
+
+
+def _ingress(settings: Settings) -> str:
+    """``haproxy`` or ``serve-proxy`` on mlfleet's own head; ``unknown`` on another cluster."""
+    from mlfleet import cluster
+
+    head = cluster.running_head(settings)
+    if head is None:
+        return "unknown"
+    return "haproxy" if head.haproxy else "serve-proxy"
 
 
 def _status(settings: Settings) -> dict[str, Any]:
@@ -144,7 +192,11 @@ def _status(settings: Settings) -> dict[str, Any]:
 
     status = serve.status()
     app_status = status.applications.get(APP_NAME)
-    out: dict[str, Any] = {"application": None, "deployments": {}}
+    out: dict[str, Any] = {
+        "application": None,
+        "ingress": _ingress(settings),
+        "deployments": {},
+    }
     if app_status is not None:
         out["application"] = str(getattr(app_status.status, "value", app_status.status))
         for name, dep in app_status.deployments.items():
@@ -167,7 +219,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     if info["application"] is None:
         console.print("no fleet application is deployed")
         raise typer.Exit(1)
-    console.print(f"fleet: {info['application']}")
+    console.print(f"fleet: {info['application']} (ingress: {info['ingress']})")
     for name, dep in info["deployments"].items():
         replicas = ", ".join(f"{n} {s.lower()}" for s, n in dep["replicas"].items())
         console.print(f"  {name}: {dep['status'].lower()} ({replicas})")

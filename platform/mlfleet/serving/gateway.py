@@ -12,7 +12,7 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -20,7 +20,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.serving.auth import ApiKey, authenticate, bearer
-from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
+from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
+from mlfleet.serving.models import (
+    ModelCard,
+    check_name,
+    check_version,
+    load_card,
+    load_pipeline,
+    model_bytes,
+)
+from mlfleet.serving.models import (
+    predict as predict_with,
+)
 from mlfleet.serving.schemas import PredictRequest, PredictResponse, RequestInvalid, RowValidator
 from mlfleet.settings import Settings
 
@@ -133,6 +144,13 @@ class Gateway:
         self.champions: dict[str, str | None] = {}
         self.cards: dict[tuple[str, str], ModelCard] = {}
         self.validators: dict[tuple[str, str], RowValidator] = {}
+        self.inline = InlineModels(
+            self.settings.gateway_inline_models,
+            self.settings.gateway_inline_max_bytes,
+            size_of=model_bytes,
+            load=load_pipeline,
+        )
+        self.ongoing = 0  # predict requests this replica is handling right now
         self._refresher: asyncio.Task[None] | None = None
         # One gateway per replica process: the routes below find it here. (Serve's
         # class-based routes lose their rewritten signatures when the class is pickled by
@@ -202,8 +220,15 @@ class Gateway:
         ok, models = await self.readiness()
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "models": models})
 
-    async def predict(self, name: str, request: Request) -> PredictResponse:
+    async def predict(self, name: str, request: Request, response: Response) -> PredictResponse:
         """Predict with the champion (or the version pinned by ``X-Model-Version``)."""
+        self.ongoing += 1
+        try:
+            return await self._predict(name, request, response)
+        finally:
+            self.ongoing -= 1
+
+    async def _predict(self, name: str, request: Request, response: Response) -> PredictResponse:
         authorize(request, self.settings.api_keys, "predict")
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         check_name(name)
@@ -220,11 +245,23 @@ class Gateway:
         version = check_version(pinned) if pinned else await self.champion(name)
         await self.card(name, version)
         frame = self.validators[(name, version)].frame(rows)
-        if name in self.dedicated:
+        local = self.inline.get(name, version)
+        if local is not None:
+            # Let requests already waiting on the socket reach the handler first, so that
+            # ``ongoing`` sees them: an inline prediction blocks this loop while it runs.
+            await asyncio.sleep(0)
+        if local is not None and self.ongoing <= INLINE_WHEN_ONGOING_AT_MOST:
+            # Nothing else in hand: answering here beats a hop to a model replica.
+            served_by = "gateway"
+            result = predict_with(local, frame)
+        elif name in self.dedicated:
+            served_by = "dedicated"
             result = await self.dedicated[name].predict.remote(version, frame)
         else:
+            served_by = "pool"
             handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
             result = await handle.predict.remote(frame)
+        response.headers["X-Served-By"] = served_by
         return PredictResponse(model=name, version=version, request_id=request_id, **result)
 
     async def list_models(self, request: Request) -> dict[str, Any]:
@@ -421,9 +458,13 @@ async def describe(name: str, request: Request) -> dict[str, Any]:
         }
     },
 )
-async def predict(name: str, request: Request) -> PredictResponse:
-    """Predict with the champion, or the version pinned by the ``X-Model-Version`` header."""
-    return await _gateway().predict(name, request)
+async def predict(name: str, request: Request, response: Response) -> PredictResponse:
+    """Predict with the champion, or the version pinned by the ``X-Model-Version`` header.
+
+    The ``X-Served-By`` response header says where it ran: ``gateway`` (a small model
+    answered inside an otherwise idle gateway), ``dedicated`` or ``pool``.
+    """
+    return await _gateway().predict(name, request, response)
 
 
 @app.post("/v1/models/{name}/promote", tags=["admin"])

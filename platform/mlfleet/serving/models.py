@@ -79,6 +79,14 @@ def load_pipeline(name: str, version: str) -> Any:
     return mlflow.sklearn.load_model(f"models:/{name}/{version}")
 
 
+def model_bytes(name: str, version: str) -> int:
+    """Stored size of a version's model files (its extra files not counted)."""
+    import mlflow
+
+    listing = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{name}/{version}")
+    return sum(a.file_size or 0 for a in listing if not a.is_dir)
+
+
 def _plain(values: np.ndarray) -> list[Any]:
     return [v.item() if hasattr(v, "item") else v for v in values]
 

@@ -1,0 +1,126 @@
+"""The gateway's inline model cache and the Serve flags a head is started with."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlfleet.cli.serve import fast_serve_env
+from mlfleet.serving.auth import digest
+from mlfleet.serving.inline import InlineModels
+from mlfleet.settings import get_settings
+
+
+class Store:
+    """Model versions with sizes; counts loads, and can fail one version's load."""
+
+    def __init__(
+        self, sizes: dict[tuple[str, str], int], broken: frozenset[str] = frozenset()
+    ) -> None:
+        self.sizes = sizes
+        self.broken = broken
+        self.loads: list[tuple[str, str]] = []
+        self.threads: set[str] = set()
+
+    def size_of(self, name: str, version: str) -> int:
+        return self.sizes[(name, version)]
+
+    def load(self, name: str, version: str) -> Any:
+        self.threads.add(threading.current_thread().name)
+        self.loads.append((name, version))
+        if version in self.broken:
+            raise OSError("artifact store unreachable")
+        return f"model {name}/{version}"
+
+
+async def settle(inline: InlineModels, name: str, version: str) -> Any:
+    """Ask until the background load has finished (or was refused)."""
+    for _ in range(200):
+        got = inline.get(name, version)
+        if got is not None or not inline._loading:
+            return got
+        await asyncio.sleep(0.01)
+    raise AssertionError("the background load never finished")
+
+
+def test_first_sight_starts_a_background_load_and_later_requests_get_the_model() -> None:
+    store = Store({("a", "1"): 100})
+
+    async def go() -> tuple[Any, Any]:
+        inline = InlineModels(2, 1000, store.size_of, store.load)
+        first = inline.get("a", "1")  # never blocks the request path
+        return first, await settle(inline, "a", "1")
+
+    first, later = asyncio.run(go())
+    assert first is None and later == "model a/1"
+    assert store.loads == [("a", "1")]
+    assert threading.main_thread().name not in store.threads
+
+
+def test_lru_keeps_the_most_recently_used_versions() -> None:
+    store = Store({("a", "1"): 1, ("a", "2"): 1, ("b", "1"): 1})
+
+    async def go() -> list[tuple[str, str]]:
+        inline = InlineModels(2, 1000, store.size_of, store.load)
+        await settle(inline, "a", "1")
+        await settle(inline, "a", "2")
+        inline.get("a", "1")  # touch: a/2 is now the least recently used
+        await settle(inline, "b", "1")
+        return inline.loaded()
+
+    assert asyncio.run(go()) == [("a", "1"), ("b", "1")]
+
+
+def test_large_and_unloadable_versions_are_refused_once_and_not_retried() -> None:
+    store = Store({("big", "1"): 5000, ("x", "1"): 10}, broken=frozenset({"1"}))
+
+    async def go() -> tuple[Any, Any, InlineModels]:
+        inline = InlineModels(4, 1000, store.size_of, store.load)
+        big = await settle(inline, "big", "1")
+        broken = await settle(inline, "x", "1")
+        inline.get("big", "1")
+        inline.get("x", "1")
+        await asyncio.sleep(0.05)
+        return big, broken, inline
+
+    big, broken, inline = asyncio.run(go())
+    assert big is None and broken is None and inline.loaded() == []
+    assert store.loads == [("x", "1")]  # the big one was never loaded, the broken one once
+
+
+@pytest.mark.parametrize(("models", "max_bytes"), [(0, 1000), (4, 0)])
+def test_zero_turns_inline_serving_off(models: int, max_bytes: int) -> None:
+    store = Store({("a", "1"): 1})
+
+    async def go() -> Any:
+        inline = InlineModels(models, max_bytes, store.size_of, store.load)
+        return inline.get("a", "1"), inline._loading
+
+    assert asyncio.run(go()) == (None, {})
+    assert store.loads == []
+
+
+def test_haproxy_only_with_api_keys_and_with_files_and_ports_of_its_own(tmp_path: Path) -> None:
+    keys = [{"name": "k", "sha256": digest("secret"), "scopes": ["predict"]}]
+    open_env = fast_serve_env(get_settings(home=tmp_path / "a"))
+    assert open_env == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+    a = fast_serve_env(get_settings(home=tmp_path / "a", api_keys=keys))
+    b = fast_serve_env(get_settings(home=tmp_path / "b", api_keys=keys))
+    assert a["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and a["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    for env in (a, b):
+        paths = [v for k, v in env.items() if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
+        assert len(paths) == 5 and all(not p.startswith("/tmp/haproxy-serve") for p in paths)
+        # Ray puts a 56-character node id below the folder; HAProxy's socket limit is 97.
+        socket_path = Path(env["RAY_SERVE_HAPROXY_SOCKET_PATH"])
+        assert len(str(socket_path.parent / ("n" * 56) / socket_path.name)) <= 97
+    assert a["RAY_SERVE_HAPROXY_SOCKET_PATH"] != b["RAY_SERVE_HAPROXY_SOCKET_PATH"]
+    ports = {a["RAY_SERVE_HAPROXY_METRICS_PORT"], a["RAY_SERVE_HAPROXY_STATS_PORT"]}
+    assert len(ports) == 2 and not ports & {"9101", "8404"}
+
+    off = get_settings(home=tmp_path / "a", api_keys=keys, serve_haproxy=False)
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in fast_serve_env(off)
