@@ -47,6 +47,7 @@ ROW = {
     "sex": "male",
 }
 KEY = "mlf_bench_key_0123456789"
+WARM_SECONDS = 40
 
 
 def free_port() -> int:
@@ -137,6 +138,19 @@ def wrk(
         "requests": int(total.group(1)) if total else 0,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
     }
+
+
+def serve_status(env: dict[str, str], mlfleet: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [*mlfleet, "serve", "status", "--json"], env=env, capture_output=True, text=True
+    ).stdout
+    return json.loads(out) if out else {}
+
+
+def replica_counts(env: dict[str, str], mlfleet: list[str]) -> dict[str, int]:
+    """Running replicas per deployment."""
+    deployments = serve_status(env, mlfleet).get("deployments", {})
+    return {name: d["replicas"].get("RUNNING", 0) for name, d in deployments.items()}
 
 
 def served_by(
@@ -267,6 +281,12 @@ def main() -> None:
         body = {"instances": [ROW]}
         for url, key in targets.values():  # warm up: load models, JIT paths
             wrk(url, 8, 2, body, key)
+        # Let autoscaling reach its steady state under the heavy load first (Serve scales up
+        # after ~30 s), so that no round measures replicas while they start.
+        for name, (url, key) in targets.items():
+            if name != "plain":
+                wrk(url, 32, WARM_SECONDS, body, key)
+        results["replicas_after_warmup"] = replica_counts(env, mlfleet)
         for rnd in range(args.rounds):
             for conns in (1, 32):
                 for name, (url, key) in targets.items():
@@ -285,10 +305,9 @@ def main() -> None:
             if name != "plain"
             for conns in (1, 32)
         }
-        status = subprocess.run(
-            [*mlfleet, "serve", "status", "--json"], env=env, capture_output=True, text=True
-        )
-        results["ingress"] = json.loads(status.stdout).get("ingress") if status.stdout else None
+        status = serve_status(env, mlfleet)
+        results["ingress"] = status.get("ingress")
+        results["replicas_at_end"] = replica_counts(env, mlfleet)
         results["promotion"] = promotion_latency(specs, env, mlfleet, port)
     finally:
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
@@ -352,7 +371,7 @@ def summarise(results: dict[str, Any]) -> None:
                 "non_2xx": sum(r["non_2xx"] for r in mine),
             }
         for name in ("dedicated", "pool"):
-            ratios = []
+            ratios, added = [], []
             for rnd in range(results["rounds"]):
                 a = [
                     r
@@ -366,7 +385,12 @@ def summarise(results: dict[str, Any]) -> None:
                 ]
                 if a and b and b[0]["rps"]:
                     ratios.append(a[0]["rps"] / b[0]["rps"])
+                    added.append(a[0]["p50_ms"] - b[0]["p50_ms"])
             row[f"{name}_over_plain"] = round(statistics.median(ratios), 3) if ratios else None
+            # Each round's own difference (same minute, same machine state), then the median.
+            row[f"{name}_added_p50_ms_round_median"] = (
+                round(statistics.median(added), 2) if added else None
+            )
             row[f"{name}_added_p50_ms"] = round(row[name]["p50_ms"] - row["plain"]["p50_ms"], 2)
         summary[f"c{conns}"] = row
     results["summary"] = summary
@@ -389,6 +413,10 @@ def summarise(results: dict[str, Any]) -> None:
             f"({row['pool']['p50_ms']:.2f} ms) = {row['pool_over_plain']}x"
         )
     print(f"ingress: {results.get('ingress')}; where requests ran: {results.get('served_by')}")
+    print(
+        f"replicas after warm-up: {results.get('replicas_after_warmup')}, "
+        f"at the end: {results.get('replicas_at_end')}"
+    )
     print(f"promotion: {results.get('promotion')}")
     print(f"targets: {results['targets']}")
     print(f"results: {RESULTS}")
