@@ -5,28 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.e2e.cli import run_cli
 from tests.messy import CONTRACT_YAML, write_sources
-
-MLFLEET = [sys.executable, "-m", "mlfleet.cli.main"]
 
 
 def run(args: list[str], home: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLEET_HOME": str(home), "MLFLEET_RAY_NUM_CPUS": "2"}
-    return subprocess.run(
-        [*MLFLEET, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(args, env, timeout)
 
 
 @pytest.fixture(scope="module")

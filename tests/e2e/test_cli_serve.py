@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +14,12 @@ import pytest
 
 from mlfleet.quickstart import EXAMPLE_ROWS
 from tests.conftest import REPO
+from tests.e2e.cli import run_cli
 from tests.integration.test_serving import free_port
 from tests.messy import diabetes_spec_copy
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "mlfleet.cli.main"]
-
-
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+run = run_cli
 
 
 def test_keys_create_prints_a_key_whose_digest_is_the_entry() -> None:

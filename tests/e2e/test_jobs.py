@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import yaml
 
 from mlfleet.quickstart import EXAMPLE_ROWS
 from tests.conftest import REPO
+from tests.e2e.cli import run_cli
 from tests.messy import CONTRACT_YAML, diabetes_spec_copy, write_sources
 from tests.ray_head import BIN, RayHead, ray_head
 
@@ -100,50 +100,21 @@ def test_train_job_then_models_cli(head: RayHead, tmp_path: Path) -> None:
     assert '"promoted": true' in proc.stdout and '"version": "1"' in proc.stdout
 
     env = {**os.environ, "MLFLEET_HOME": str(home)}
-    cli = [sys.executable, "-m", "mlfleet.cli.main"]
-    listing = subprocess.run(
-        [*cli, "models", "list", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    listing = run_cli(["models", "list", "--json"], env, timeout=120)
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)
     assert [(r["name"], r["champion"], r["metric"]) for r in rows] == [
         ("penguin-species", "1", "f1_macro")
     ]
     assert rows[0]["score"] > 0.9
-    shown = subprocess.run(
-        [*cli, "models", "show", "penguin-species", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    shown = run_cli(["models", "show", "penguin-species", "--json"], env, timeout=120)
     tags = json.loads(shown.stdout)["all_versions"][0]["tags"]
     assert tags["mlfleet.git_sha"] == "test-sha"
     assert tags["mlfleet.dataset_version"] == rows[0]["dataset_version"]
-    rollback = subprocess.run(
-        [*cli, "models", "rollback", "penguin-species"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    rollback = run_cli(["models", "rollback", "penguin-species"], env, timeout=120)
     assert rollback.returncode == 2
     assert "no previous champion" in rollback.stderr and "Traceback" not in rollback.stderr
-    unknown = subprocess.run(
-        [*cli, "models", "promote", "penguin-species", "7"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    unknown = run_cli(["models", "promote", "penguin-species", "7"], env, timeout=120)
     assert unknown.returncode == 2 and "has no version '7'" in unknown.stderr
 
 
