@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -194,6 +195,10 @@ def stop_head(state: HeadState, timeout: float = 60.0) -> None:
         time.sleep(0.3)
     _signal_all(_session(state.pid), signal.SIGKILL)
     _reap(state.pid)
+    # HAProxy's config and sockets are worthless once it is gone (Ray's logs are kept).
+    haproxy_files = state.env.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE")
+    if haproxy_files:
+        shutil.rmtree(haproxy_files, ignore_errors=True)
 
 
 def _reap(pid: int, timeout: float = 5.0) -> None:

@@ -102,7 +102,7 @@ def test_with_api_keys_haproxy_fronts_the_gateway_and_down_stops_it(tmp_path: Pa
         ["keys", "create", "--name", "ci", "--scopes", "predict", "--json"], dict(os.environ)
     )
     key = json.loads(created.stdout)
-    _, specs, env = trained_fleet(tmp_path, [key["entry"]])
+    home, specs, env = trained_fleet(tmp_path, [key["entry"]])
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/models/diabetes-progression/predict"
@@ -119,6 +119,9 @@ def test_with_api_keys_haproxy_fronts_the_gateway_and_down_stops_it(tmp_path: Pa
         assert ok.headers["x-served-by"] in {"gateway", "pool"}
         status = run(["serve", "status", "--json"], env)
         assert json.loads(status.stdout)["ingress"] == "haproxy"
+        head = json.loads((home / "cluster" / "head.json").read_text())
+        haproxy_files = Path(head["env"]["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
+        assert haproxy_files.is_dir()
 
         # HAProxy opens replica ports on every interface: no serving without keys on it.
         open_env = {k: v for k, v in env.items() if k != "MLFLEET_API_KEYS"}
@@ -130,3 +133,4 @@ def test_with_api_keys_haproxy_fronts_the_gateway_and_down_stops_it(tmp_path: Pa
     assert down.returncode == 0, down.stderr
     assert not proxy.is_running() or proxy.status() == psutil.STATUS_ZOMBIE
     assert listener(port) is None
+    assert not haproxy_files.exists()  # its config and sockets went with it
