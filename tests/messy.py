@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# The data contract exactly as issue #2 gives it (comments included).
 CONTRACT_YAML = """
 name: customers
-target: churned
-keys: [customer_id]
+target: churned            # optional
+keys: [customer_id]        # optional; duplicates by key (or by whole row when absent)
 columns:
   - {name: customer_id, type: int, nullable: false}
   - {name: age, type: int, min: 18, max: 120, nullable: true}

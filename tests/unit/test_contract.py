@@ -7,20 +7,9 @@ import yaml
 
 from mlfleet.data.contract import load_contract, parse_contract
 from mlfleet.errors import ContractError
+from tests.messy import CONTRACT_YAML
 
-ISSUE_CONTRACT = """
-name: customers
-target: churned            # optional
-keys: [customer_id]        # optional; duplicates by key (or by whole row when absent)
-columns:
-  - {name: customer_id, type: int, nullable: false}
-  - {name: age, type: int, min: 18, max: 120, nullable: true}
-  - {name: plan, type: category, values: [basic, pro, enterprise], normalize: [strip, lower]}
-  - {name: signup_date, type: datetime, formats: ["%Y-%m-%d", "%d/%m/%Y"]}
-  - {name: monthly_spend, type: float, min: 0}
-  - {name: email, type: str, pattern: '^[^@\\s]+@[^@\\s]+$', nullable: true}
-  - {name: churned, type: bool}
-"""
+ISSUE_CONTRACT = CONTRACT_YAML
 
 
 def _errors(data: object) -> str:
