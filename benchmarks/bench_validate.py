@@ -538,9 +538,9 @@ def _profiled_validate_batch(batch: Any, **kwargs: Any) -> Any:
 
     import pyarrow.parquet as PQ
 
+    import mlfleet.contract.semantics as R
     import mlfleet.data.dedup as D
     import mlfleet.data.profile as Pm
-    import mlfleet.data.rules as R
     import mlfleet.data.validate as V
 
     timers: dict[str, float] = getattr(V, "_bench_timers", None) or {}
@@ -592,7 +592,7 @@ def run_mlfleet(path: Path, work: Path, profile: bool) -> dict[str, Any]:
     import ray
 
     import mlfleet.data.validate as V
-    from mlfleet.data.contract import parse_contract
+    from mlfleet.contract.schema import parse_contract
     from mlfleet.ray_runtime import ensure_ray
     from mlfleet.settings import get_settings
 

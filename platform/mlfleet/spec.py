@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlfleet.data.contract import Contract, load_contract
+from mlfleet.contract.schema import Contract, load_contract
 from mlfleet.errors import MlfleetError
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"

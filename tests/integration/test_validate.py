@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mlfleet.data.contract import parse_contract
+from mlfleet.contract.schema import parse_contract
 from mlfleet.data.validate import ValidationResult, validate
 from mlfleet.settings import get_settings
 from tests.messy import CONTRACT_YAML, write_sources

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlfleet.data.contract import load_contract, parse_contract
+from mlfleet.contract.schema import load_contract, parse_contract
 from mlfleet.errors import ContractError
 from tests.messy import CONTRACT_YAML
 

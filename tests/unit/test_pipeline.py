@@ -6,7 +6,7 @@ import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from mlfleet.data.contract import parse_contract
+from mlfleet.contract.schema import parse_contract
 from mlfleet.spec import SpecError
 from mlfleet.training.features import build_pipeline, feature_frame
 from mlfleet.training.search import TrialOutcome, best_outcome, rung_fractions

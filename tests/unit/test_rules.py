@@ -6,15 +6,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mlfleet.data.contract import ColumnSpec, parse_contract
-from mlfleet.data.rules import (
+from mlfleet.contract.schema import ColumnSpec, parse_contract
+from mlfleet.contract.semantics import (
     check_batch,
     match_columns,
     normalize_text,
     parse_column,
-    quarantine_rows,
-    reason_lists,
 )
+from mlfleet.data.quarantine import quarantine_rows, reason_lists
 
 TOKENS = ("", "na", "n/a", "null", "none", "nan")
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from mlfleet.cli.console import console, err_console
-from mlfleet.data.contract import load_contract
+from mlfleet.contract.schema import load_contract
 from mlfleet.data.sources import count_rows, resolve_sources
 from mlfleet.errors import MlfleetError, UsageError
 from mlfleet.settings import get_settings
@@ -31,7 +31,7 @@ def infer(
     """Write a contract inferred from the data, for a person to review and edit."""
     import re
 
-    from mlfleet.data.contract import NAME_PATTERN
+    from mlfleet.contract.schema import NAME_PATTERN
     from mlfleet.data.infer import infer_contract
 
     if not re.match(NAME_PATTERN, name):

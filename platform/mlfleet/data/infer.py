@@ -7,8 +7,8 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlfleet.data import rules
-from mlfleet.data.contract import DEFAULT_NULL_VALUES, ColumnSpec, Contract, parse_contract
+from mlfleet.contract import semantics
+from mlfleet.contract.schema import DEFAULT_NULL_VALUES, ColumnSpec, Contract, parse_contract
 from mlfleet.data.sources import Source, read_sample
 from mlfleet.errors import SourceError
 
@@ -27,7 +27,7 @@ _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|^key$)", re.IGNORECASE)
 
 
 def _text(values: pa.Array) -> pa.Array:
-    text = pc.utf8_trim_whitespace(rules._as_text(values))
+    text = pc.utf8_trim_whitespace(semantics.as_text(values))
     nulls = pc.is_in(pc.utf8_lower(text), value_set=pa.array(DEFAULT_NULL_VALUES))
     return pc.if_else(nulls, pa.scalar(None, pa.string()), text).drop_null()
 
@@ -58,7 +58,7 @@ def _infer_column(name: str, values: pa.ChunkedArray) -> dict[str, object]:
     spec = {"name": name, "nullable": nullable}
     if len(text) == 0:
         return {**spec, "type": "str", "nullable": True}
-    if pc.all(pc.match_substring_regex(text, rules._INT_RE)).as_py():
+    if pc.all(pc.match_substring_regex(text, semantics.INT_PATTERN)).as_py():
         ints = pc.cast(pc.replace_substring_regex(text, r"\.0*$", ""), pa.int64())
         mm = pc.min_max(ints)
         return {
@@ -68,7 +68,7 @@ def _infer_column(name: str, values: pa.ChunkedArray) -> dict[str, object]:
             "max": mm["max"].as_py(),
             "nullable": nullable,
         }
-    if pc.all(pc.match_substring_regex(text, rules._FLOAT_RE)).as_py():
+    if pc.all(pc.match_substring_regex(text, semantics.FLOAT_PATTERN)).as_py():
         mm = pc.min_max(pc.cast(text, pa.float64()))
         return {
             "name": name,
@@ -122,7 +122,7 @@ def infer_contract(
         t
         if len({tuple(x.schema.names) for x in tables}) == 1
         and len({x.schema for x in tables}) == 1
-        else pa.table({n: rules._as_text(t.column(n).combine_chunks()) for n in t.column_names})
+        else pa.table({n: semantics.as_text(t.column(n).combine_chunks()) for n in t.column_names})
         for t in tables
     ]
     combined = pa.concat_tables(text_tables, promote_options="permissive")

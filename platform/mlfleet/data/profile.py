@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlfleet.data.contract import ColumnSpec, Contract
+from mlfleet.contract.schema import ColumnSpec, Contract
 
 NUM_BINS = 20
 TOP_CATEGORIES = 50

@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from mlfleet.data.contract import Contract
+from mlfleet.contract.schema import Contract
 from mlfleet.data.profile import ColumnPartial
 from mlfleet.data.versions import Manifest
 

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from mlfleet.data.rules import ROW_COLUMN
+from mlfleet.contract.semantics import ROW_COLUMN
 from mlfleet.errors import SourceError
 
 T = TypeVar("T")

@@ -1,7 +1,7 @@
-"""Turn raw sources into a dataset version: the Ray Data pipeline around the pure rules.
+"""Turn raw sources into a dataset version: the Ray Data pipeline around the pure semantics.
 
 One streaming pass sends every source through a ``map_batches`` transform that
-normalises, parses and checks a batch (rules.py), writes its valid rows (curated Parquet)
+normalises, parses and checks a batch (semantics.py), writes its valid rows (curated Parquet)
 and its rejected rows (quarantine Parquet) and returns a small summary: counts, failure
 examples, additive column statistics (fine-binned numbers, category counts) and the
 valid rows' key hashes. The driver finds duplicates across all sources from the hashes
@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlfleet import __version__
-from mlfleet.data import dedup, profile, report, rules, versions
-from mlfleet.data.contract import Contract
+from mlfleet.contract import semantics
+from mlfleet.contract.schema import Contract
+from mlfleet.data import dedup, profile, quarantine, report, versions
 from mlfleet.data.reading import SRC_COLUMN, raw_datasets
 from mlfleet.data.sources import Source, hash_sources, resolve_sources
 from mlfleet.errors import SourceError, UsageError
@@ -85,9 +86,9 @@ def validate_batch(
     """Ray Data transform: validate one raw batch, write its outputs, return a summary."""
     src = int(batch.column(SRC_COLUMN)[0].as_py())
     batch = batch.drop_columns([SRC_COLUMN])
-    row_numbers = batch.column(rules.ROW_COLUMN).combine_chunks()
+    row_numbers = batch.column(semantics.ROW_COLUMN).combine_chunks()
     first_row = int(row_numbers[0].as_py())
-    checked = rules.check_batch(batch, contract)
+    checked = semantics.check_batch(batch, contract)
     name = _file_name(src, first_row)
     summary = BatchSummary(
         src=src, first_row=first_row, rows_in=batch.num_rows, rows_valid=0, data_file=None
@@ -95,7 +96,7 @@ def validate_batch(
 
     bad_rows = np.nonzero(checked.bad)[0]
     if bad_rows.size:
-        quarantined = rules.quarantine_rows(
+        quarantined = quarantine.quarantine_rows(
             batch, checked, contract, bad_rows, labels[src], row_numbers
         )
         pq.write_table(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
@@ -108,7 +109,7 @@ def validate_batch(
                 q_pos = int(np.searchsorted(bad_rows, pos))
                 value = raw_col[q_pos].as_py() if raw_col is not None else None
                 if raw_col is None:  # an unknown column: its value sits in _extra
-                    value = quarantined.column(rules.EXTRA_COLUMN)[q_pos].as_py()
+                    value = quarantined.column(semantics.EXTRA_COLUMN)[q_pos].as_py()
                 examples.append(
                     {
                         "source": labels[src],
@@ -118,7 +119,7 @@ def validate_batch(
                 )
             summary.examples[(column, code)] = examples
         codes: Counter[str] = Counter()
-        for reasons in quarantined.column(rules.REASONS_COLUMN).to_pylist():
+        for reasons in quarantined.column(semantics.REASONS_COLUMN).to_pylist():
             codes.update(reasons)
         summary.reasons = codes
 
@@ -173,15 +174,15 @@ def remove_duplicates_from_file(
         path.unlink()
     n = dropped.num_rows
     key_label = "+".join(contract.keys) if contract.keys else "*"
-    arrays = [rules._as_text(dropped.column(c.name).combine_chunks()) for c in contract.columns]
+    arrays = [semantics.as_text(dropped.column(c.name).combine_chunks()) for c in contract.columns]
     arrays += [
         pa.nulls(n, pa.string()),
         pa.array([s for s, _ in places], pa.string()),
         pa.array([r for _, r in places], pa.int64()),
-        pa.array([[rules.DUPLICATE]] * n, pa.list_(pa.string())),
-        pa.array([[f"{key_label}:{rules.DUPLICATE}"]] * n, pa.list_(pa.string())),
+        pa.array([[semantics.DUPLICATE]] * n, pa.list_(pa.string())),
+        pa.array([[f"{key_label}:{semantics.DUPLICATE}"]] * n, pa.list_(pa.string())),
     ]
-    quarantined = pa.Table.from_arrays(arrays, schema=rules.quarantine_schema(contract))
+    quarantined = pa.Table.from_arrays(arrays, schema=quarantine.quarantine_schema(contract))
     pq.write_table(quarantined, Path(staging) / QUARANTINE_DIR / f"dup-{data_file}")
     examples = [
         {"source": s, "row": r, "value": f"repeats {fs} row {fr}"}
@@ -236,9 +237,9 @@ def _drop_duplicates(
     for summary, ref in pending:
         dropped: DroppedDuplicates = ray.get(ref)
         summary.rows_valid -= dropped.rows
-        summary.reasons[rules.DUPLICATE] += dropped.rows
-        summary.failures[(key_label, rules.DUPLICATE)] += dropped.rows
-        examples = summary.examples.setdefault((key_label, rules.DUPLICATE), [])
+        summary.reasons[semantics.DUPLICATE] += dropped.rows
+        summary.failures[(key_label, semantics.DUPLICATE)] += dropped.rows
+        examples = summary.examples.setdefault((key_label, semantics.DUPLICATE), [])
         examples.extend(dropped.examples[: max(EXAMPLES_PER_RULE - len(examples), 0)])
         results.append(dropped)
     return results

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mlfleet.data.contract import Contract
+from mlfleet.contract.schema import Contract
 from mlfleet.data.sources import Source
 from mlfleet.errors import NotFoundError
 

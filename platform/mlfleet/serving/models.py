@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlfleet.data.contract import Contract, load_contract
+from mlfleet.contract.schema import Contract, load_contract
 from mlfleet.errors import MlfleetError
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlfleet.data.contract import ColumnSpec, Contract
+from mlfleet.contract.schema import ColumnSpec, Contract
 from mlfleet.errors import MlfleetError
 
 MAX_ERRORS = 5

@@ -15,7 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlfleet.data.contract import Contract
+from mlfleet.contract.schema import Contract
 from mlfleet.spec import SpecError
 
 MISSING_CATEGORY = "__missing__"

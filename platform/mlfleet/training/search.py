@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from ray import tune
 
-from mlfleet.data.contract import Contract
+from mlfleet.contract.schema import Contract
 from mlfleet.spec import SearchSpec
 from mlfleet.training.evaluate import score
 from mlfleet.training.features import build_pipeline

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlfleet.data.contract import ColumnSpec, Contract
+from mlfleet.contract.schema import ColumnSpec, Contract
 
 # Reason codes are part of the quarantine format; keep names stable.
 MISSING = "missing"
@@ -56,8 +56,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 # Up to 18 digits always fits int64; an optional ".0" tail accepts integral floats that
 # text exports (SQLite REAL, spreadsheets) write as "3.0".
-_INT_RE = r"^[+-]?\d{1,18}(\.0*)?$"
-_FLOAT_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+INT_PATTERN = r"^[+-]?\d{1,18}(\.0*)?$"
+FLOAT_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
@@ -65,19 +65,6 @@ _FALSE = ("false", "0", "no")
 def arrow_schema(contract: Contract) -> pa.Schema:
     """The Arrow schema of curated data for ``contract``."""
     return pa.schema([(c.name, ARROW_TYPES[c.type]) for c in contract.columns])
-
-
-def quarantine_schema(contract: Contract) -> pa.Schema:
-    """The Arrow schema of quarantine files: raw values as text plus provenance."""
-    fields = [(c.name, pa.string()) for c in contract.columns]
-    fields += [
-        (EXTRA_COLUMN, pa.string()),
-        (SOURCE_COLUMN, pa.string()),
-        (ROW_COLUMN, pa.int64()),
-        (REASONS_COLUMN, pa.list_(pa.string())),
-        (DETAILS_COLUMN, pa.list_(pa.string())),
-    ]
-    return pa.schema(fields)
 
 
 @lru_cache(maxsize=64)
@@ -116,7 +103,7 @@ def _null_where(values: pa.Array, mask: pa.Array) -> pa.Array:
     return pc.if_else(mask, pa.scalar(None, values.type), values)
 
 
-def _as_text(values: pa.Array) -> pa.Array:
+def as_text(values: pa.Array) -> pa.Array:
     if pa.types.is_string(values.type):
         return values
     if pa.types.is_large_string(values.type) or pa.types.is_dictionary(values.type):
@@ -149,14 +136,14 @@ def _parse_text(text: pa.Array, col: ColumnSpec) -> tuple[pa.Array, pa.Array]:
     if col.type in ("str", "category"):
         return text, pc.scalar(False)
     if col.type == "int":
-        ok = pc.match_substring_regex(text, _INT_RE)
+        ok = pc.match_substring_regex(text, INT_PATTERN)
         clean = _null_where(text, pc.invert(ok))
         if pc.any(pc.match_substring_regex(clean, r"[.+]")).as_py():
             # Arrow's cast takes neither a "+" sign nor an integral ".0" tail.
             clean = pc.replace_substring_regex(clean, r"^\+|\.0*$", "")
         return clean.cast(pa.int64()), pc.and_(present, pc.invert(ok))
     if col.type == "float":
-        ok = pc.match_substring_regex(text, _FLOAT_RE)
+        ok = pc.match_substring_regex(text, FLOAT_PATTERN)
         clean = _null_where(text, pc.invert(ok))
         return clean.cast(pa.float64()), pc.and_(present, pc.invert(ok))
     if col.type == "bool":
@@ -219,7 +206,7 @@ def parse_column(
                 type_fail = pc.is_inf(values)
                 values = _null_where(values, type_fail)
         else:
-            text = _as_text(raw)
+            text = as_text(raw)
             if col.normalize:
                 text = normalize_text(text, col.normalize)
             if col.type not in ("str", "category"):
@@ -324,7 +311,7 @@ def check_batch(batch: pa.Table, contract: Contract) -> CheckedBatch:
             failures[(col.name, code)] = mask
     for name in extras:
         raw = batch.column(name)
-        text = pc.utf8_trim_whitespace(_as_text(raw))
+        text = pc.utf8_trim_whitespace(as_text(raw))
         text = _null_where(text, pc.is_in(text, value_set=_case_variants(tokens)))
         present = _mask(pc.is_valid(text))
         if present.any():
@@ -334,69 +321,3 @@ def check_batch(batch: pa.Table, contract: Contract) -> CheckedBatch:
         bad |= mask
     typed = pa.Table.from_arrays(columns, schema=arrow_schema(contract))
     return CheckedBatch(typed=typed, failures=failures, bad=bad, extras=extras)
-
-
-def reason_lists(
-    failures: dict[tuple[str, str], np.ndarray], rows: np.ndarray
-) -> tuple[pa.Array, pa.Array]:
-    """Per selected row, the list of reason codes and of ``column:code`` details.
-
-    Built with numpy over the (row, failure) matrix instead of a Python loop per row.
-    """
-    keys = list(failures)
-    if not keys or rows.size == 0:
-        empty = pa.array([[] for _ in range(rows.size)], pa.list_(pa.string()))
-        return empty, empty
-    matrix = np.stack([failures[k][rows] for k in keys], axis=1)  # rows x failures
-    codes = np.array([code for _, code in keys], dtype=object)
-    details = np.array([f"{column}:{code}" for column, code in keys], dtype=object)
-    row_idx, key_idx = np.nonzero(matrix)
-    offsets = np.zeros(rows.size + 1, dtype=np.int32)
-    np.cumsum(np.bincount(row_idx, minlength=rows.size), out=offsets[1:])
-    detail_list = pa.ListArray.from_arrays(offsets, pa.array(details[key_idx], pa.string()))
-    # The same code can fail in several columns; _reasons lists each code once.
-    unique_codes = []
-    for start, stop in itertools.pairwise(offsets):
-        unique_codes.append(list(dict.fromkeys(codes[key_idx[start:stop]])))
-    return pa.array(unique_codes, pa.list_(pa.string())), detail_list
-
-
-def quarantine_rows(
-    batch: pa.Table,
-    checked: CheckedBatch,
-    contract: Contract,
-    rows: np.ndarray,
-    source_uri: str,
-    row_numbers: pa.Array,
-) -> pa.Table:
-    """Rejected rows with their raw values (as text), provenance and reasons."""
-    mapping, _ = match_columns(batch.column_names, contract)
-    picked = batch.take(pa.array(rows, pa.int64())) if rows.size != batch.num_rows else batch
-    arrays: list[pa.Array] = []
-    for col in contract.columns:
-        name = mapping.get(col.name)
-        if name is None:
-            arrays.append(pa.nulls(rows.size, pa.string()))
-        else:
-            arrays.append(_as_text(picked.column(name).combine_chunks()))
-    if checked.extras:
-        extra_values = {n: picked.column(n).to_pylist() for n in checked.extras}
-        extra = [
-            json.dumps(
-                {n: extra_values[n][i] for n in checked.extras if extra_values[n][i] is not None},
-                default=str,
-            )
-            or None
-            for i in range(rows.size)
-        ]
-        arrays.append(pa.array([None if e == "{}" else e for e in extra], pa.string()))
-    else:
-        arrays.append(pa.nulls(rows.size, pa.string()))
-    reasons, details = reason_lists(checked.failures, rows)
-    arrays += [
-        pa.array(np.full(rows.size, source_uri, dtype=object), pa.string()),
-        row_numbers.take(pa.array(rows, pa.int64())),
-        reasons,
-        details,
-    ]
-    return pa.Table.from_arrays(arrays, schema=quarantine_schema(contract))
