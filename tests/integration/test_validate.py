@@ -107,7 +107,9 @@ def test_profile_and_report(result: ValidationResult) -> None:
     spend = profile["features"]["monthly_spend"]
     assert (spend["min"], spend["max"], sum(spend["counts"])) == (0.0, 30.0, 7)
     assert profile["features"]["plan"]["frequencies"] == {"basic": 3, "pro": 2, "enterprise": 2}
-    assert profile["features"]["churned"]["kind"] == "categorical"
+    # A flag is numeric, as the training pipeline and the monitor read it: 0 or 1.
+    churned = profile["features"]["churned"]
+    assert churned["kind"] == "numeric" and (churned["min"], churned["max"]) == (0.0, 1.0)
     assert "email" not in profile["features"]  # free text is not profiled
     report = json.loads((result.path / "report.json").read_text())
     assert report["rows_quarantined"] == 14

@@ -7,22 +7,18 @@ silently disables a rule.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlfleet.contract import semantics
 from mlfleet.errors import ContractError
 
 ColumnType = Literal["int", "float", "str", "bool", "category", "datetime"]
 NormalizeOp = Literal["strip", "lower", "upper", "title", "collapse_whitespace"]
 
-DEFAULT_DATETIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
-# Tokens that mean "no value" in text sources (CSV, JSON strings, SQL text), compared
-# after normalisation; the contract can replace the list with `null_values`.
-DEFAULT_NULL_VALUES = ("", "na", "n/a", "null", "none", "nan")
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -64,10 +60,11 @@ class ColumnSpec(BaseModel):
         if self.pattern is not None:
             if self.type not in ("str", "category"):
                 raise ValueError(f"{where}: 'pattern' applies to str columns only")
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"{where}: 'pattern' is not a valid regex ({exc})") from None
+            problem = semantics.regex_error(self.pattern)
+            if problem is not None:
+                # Patterns run on RE2 (linear time); one it cannot compile is refused here,
+                # not on the first batch or request that reaches it.
+                raise ValueError(f"{where}: 'pattern' is not a valid regex (RE2: {problem})")
         if self.formats is not None and self.type != "datetime":
             raise ValueError(f"{where}: 'formats' applies to datetime columns only")
         if self.formats is not None and not self.formats:
@@ -77,7 +74,7 @@ class ColumnSpec(BaseModel):
     @property
     def datetime_formats(self) -> tuple[str, ...]:
         """The formats tried, in order, when parsing this datetime column."""
-        return tuple(self.formats) if self.formats else DEFAULT_DATETIME_FORMATS
+        return semantics.datetime_formats(self)
 
 
 class Contract(BaseModel):
@@ -127,8 +124,7 @@ class Contract(BaseModel):
     @property
     def null_tokens(self) -> tuple[str, ...]:
         """Text tokens read as missing, lower-cased."""
-        tokens = self.null_values if self.null_values is not None else DEFAULT_NULL_VALUES
-        return tuple(t.strip().lower() for t in tokens)
+        return semantics.null_tokens(self.null_values)
 
     def to_yaml(self) -> str:
         """Render the contract as YAML in the documented, flow-style-per-column layout."""

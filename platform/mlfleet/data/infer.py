@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlfleet.contract import semantics
-from mlfleet.contract.schema import DEFAULT_NULL_VALUES, ColumnSpec, Contract, parse_contract
+from mlfleet.contract.schema import ColumnSpec, Contract, parse_contract
 from mlfleet.data.sources import Source, read_sample
 from mlfleet.errors import SourceError
 
@@ -28,7 +28,7 @@ _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|^key$)", re.IGNORECASE)
 
 def _text(values: pa.Array) -> pa.Array:
     text = pc.utf8_trim_whitespace(semantics.as_text(values))
-    nulls = pc.is_in(pc.utf8_lower(text), value_set=pa.array(DEFAULT_NULL_VALUES))
+    nulls = semantics.is_null_token(text, semantics.null_tokens(None), trimmed=True)
     return pc.if_else(nulls, pa.scalar(None, pa.string()), text).drop_null()
 
 

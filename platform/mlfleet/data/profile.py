@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlfleet.contract import semantics
 from mlfleet.contract.schema import ColumnSpec, Contract
 
 NUM_BINS = 20
@@ -22,12 +23,9 @@ TOP_CATEGORIES = 50
 
 
 def profiled(col: ColumnSpec) -> str | None:
-    """'numeric', 'categorical' or None (free text and timestamps are not profiled)."""
-    if col.type in ("int", "float"):
-        return "numeric"
-    if col.type in ("category", "bool") or (col.type == "str" and col.values):
-        return "categorical"
-    return None
+    """'numeric', 'categorical' or None (free text and timestamps have no drift bins)."""
+    found = semantics.kind(col)
+    return found if found in ("numeric", "categorical") else None
 
 
 # Fine bins: a float's order-preserving bit pattern cut to its top bits (sign, exponent and
@@ -127,12 +125,6 @@ def _numpy(values: pa.Array) -> np.ndarray:
     return np.asarray(values.drop_null().to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _category_text(values: pa.Array) -> pa.Array:
-    if pa.types.is_boolean(values.type):
-        return values.cast(pa.string())
-    return values
-
-
 @dataclass
 class ColumnPartial:
     """Mergeable statistics of one column over some rows."""
@@ -191,7 +183,7 @@ def column_partial(values: pa.Array, col: ColumnSpec) -> ColumnPartial:
         values = values.combine_chunks()
     part = ColumnPartial(rows=len(values), nulls=values.null_count)
     kind = profiled(col)
-    if col.type in ("int", "float"):
+    if kind == "numeric":
         nums = _numpy(values)
         if nums.size:
             part.min, part.max, part.total = float(nums.min()), float(nums.max()), float(nums.sum())
@@ -202,7 +194,7 @@ def column_partial(values: pa.Array, col: ColumnSpec) -> ColumnPartial:
         part.min = lo.timestamp() if lo is not None else None
         part.max = hi.timestamp() if hi is not None else None
     if kind == "categorical":
-        vc = pc.value_counts(_category_text(values).drop_null())
+        vc = pc.value_counts(values.drop_null())
         part.categories = Counter(
             dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
         )

@@ -18,10 +18,12 @@ from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from mlfleet.contract import semantics
 from mlfleet.contract.semantics import ROW_COLUMN
 from mlfleet.errors import SourceError
 
@@ -275,23 +277,12 @@ def read_parquet(
 
 def _jsonl_python(path: Path) -> Iterator[pa.Table]:
     # Slow path for files whose values change type between records (the fast Arrow reader
-    # refuses them): every scalar is kept as text, nested values as JSON text.
-    def text(value: object) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, dict | list):
-            return json.dumps(value)
-        return str(value)
-
+    # refuses them): each column is read as the gateway reads a request's rows.
     def flush(records: list[dict[str, object]], first: int) -> pa.Table:
         names: dict[str, None] = {}
         for rec in records:
             names.update(dict.fromkeys(rec))
-        table = pa.table(
-            {n: pa.array([text(r.get(n)) for r in records], pa.string()) for n in names}
-        )
+        table = pa.table({n: semantics.json_column([r.get(n) for r in records]) for n in names})
         return _with_rows(table, first)
 
     def objects() -> Iterator[dict[str, object]]:
@@ -319,7 +310,32 @@ def read_jsonl(path: Path) -> Iterator[pa.Table]:
     except pa.ArrowInvalid:
         yield from _jsonl_python(path)
         return
+    if not _read_faithfully(table):
+        yield from _jsonl_python(path)
+        return
     yield from _rebatch(iter(table.to_batches()), 1)
+
+
+# Doubles at or beyond 2**53 may be integer literals Arrow's reader widened to double when
+# one of them overflowed int64 (losing the last digits of every id in the column).
+_EXACT_INTEGERS = 2.0**53
+
+
+def _read_faithfully(table: pa.Table) -> bool:
+    """Whether Arrow's JSON reader kept every value as written.
+
+    It reads date-like strings as timestamps (``"2024-01-31"`` would come back as
+    ``"2024-01-31 00:00:00"`` in a text column) and integers beyond int64 as doubles;
+    such files take the exact reader, which reads them as the gateway reads a request.
+    """
+    for column in table.columns:
+        if pa.types.is_timestamp(column.type):
+            return False
+        if pa.types.is_floating(column.type):
+            largest = pc.max(pc.abs(column)).as_py()
+            if largest is not None and largest >= _EXACT_INTEGERS:
+                return False
+    return True
 
 
 def sqlite_text_query(source: Source) -> str:

@@ -1,29 +1,17 @@
-"""Request and response shapes, and request rows checked against the data contract.
-
-The checks mirror the batch rules (same normalisation, null tokens, ranges, categories,
-patterns) but run per value in plain Python: a request holds a handful of rows, where
-pyarrow's per-call overhead would cost more than the work.
-"""
+"""Request and response shapes, and request rows checked against the data contract."""
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlfleet.contract import semantics
 from mlfleet.contract.schema import ColumnSpec, Contract
 from mlfleet.errors import MlfleetError
 
 MAX_ERRORS = 5
-_INT = re.compile(r"^[+-]?\d{1,18}(\.0*)?$")
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
 
 class RequestInvalid(MlfleetError):
@@ -82,127 +70,39 @@ class PredictResponse(BaseModel):
     request_id: str
 
 
-class _Invalid(Exception):
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-Checker = Callable[[Any], Any]
-
-
-def _text_normalizer(col: ColumnSpec) -> Callable[[str], str]:
-    ops = list(col.normalize)
-
-    def apply(value: str) -> str:
-        for op in ops:
-            if op == "strip":
-                value = value.strip()
-            elif op == "lower":
-                value = value.lower()
-            elif op == "upper":
-                value = value.upper()
-            elif op == "title":
-                value = value.title()
-            else:
-                value = " ".join(value.split())
-        return value
-
-    return apply
-
-
-def _checker(col: ColumnSpec, null_tokens: frozenset[str]) -> Checker:
-    norm = _text_normalizer(col)
-    values = frozenset(col.values) if col.values is not None else None
-    pattern = re.compile(col.pattern) if col.pattern else None
-    lo, hi = col.min, col.max
-
-    def parse(value: Any) -> Any:
-        if isinstance(value, str):
-            text = norm(value)
-            if (
-                text if col.type in ("str", "category") else text.strip()
-            ).strip().lower() in null_tokens:
-                return None
-            value = text
-        if col.type == "int":
-            if isinstance(value, bool):
-                raise _Invalid("expected an integer, got a boolean")
-            if isinstance(value, int):
-                return value
-            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-                return int(value)
-            if isinstance(value, str) and _INT.match(value.strip()):
-                return int(float(value)) if "." in value else int(value)
-            raise _Invalid("expected an integer")
-        if col.type == "float":
-            if isinstance(value, bool):
-                raise _Invalid("expected a number, got a boolean")
-            if isinstance(value, int | float) or (
-                isinstance(value, str) and _FLOAT.match(value.strip())
-            ):
-                number = float(value)
-            else:
-                raise _Invalid("expected a number")
-            if not math.isfinite(number):
-                raise _Invalid("NaN and infinity are not allowed")
-            return number
-        if col.type == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-                return value.strip().lower() in _TRUE
-            raise _Invalid("expected true/false")
-        if col.type == "datetime":
-            if isinstance(value, str):
-                for fmt in col.datetime_formats:
-                    try:
-                        return datetime.strptime(value.strip(), fmt)
-                    except ValueError:
-                        continue
-                try:
-                    return datetime.fromisoformat(value.strip())
-                except ValueError:
-                    pass
-            raise _Invalid(
-                "expected a date in one of the formats " + ", ".join(col.datetime_formats)
-            )
-        if isinstance(value, bool | dict | list):
-            raise _Invalid("expected text")
-        return value if isinstance(value, str) else norm(str(value))
-
-    def check(value: Any) -> Any:
-        parsed = None if value is None else parse(value)
-        if parsed is None:
-            if not col.nullable:
-                raise _Invalid("a value is required")
-            return None
-        if lo is not None and parsed < lo:
-            raise _Invalid(f"below the minimum {lo}")
-        if hi is not None and parsed > hi:
-            raise _Invalid(f"above the maximum {hi}")
-        if values is not None and parsed not in values:
-            shown = ", ".join(sorted(values)[:10])
-            raise _Invalid(f"not one of the allowed values ({shown})")
-        if pattern is not None and not pattern.search(parsed):
-            raise _Invalid("does not match the required pattern")
-        return parsed
-
-    return check
+def _messages(col: ColumnSpec) -> dict[str, str]:
+    """What each reason code means for this column, in a client's words."""
+    expected = {
+        "int": "expected an integer",
+        "float": "expected a finite number",
+        "bool": "expected true/false",
+        "datetime": "expected a date in one of the formats " + ", ".join(col.datetime_formats),
+    }.get(col.type, "expected text")
+    shown = ", ".join(sorted(col.values or [])[:10])
+    return {
+        semantics.TYPE: expected,
+        semantics.MISSING: "a value is required",
+        semantics.BELOW_MIN: f"below the minimum {col.min}",
+        semantics.ABOVE_MAX: f"above the maximum {col.max}",
+        semantics.NOT_IN_VALUES: f"not one of the allowed values ({shown})",
+        semantics.PATTERN: "does not match the required pattern",
+    }
 
 
 class RowValidator:
-    """Checks request rows against the contract columns a model uses as features."""
+    """Checks request rows against the contract columns a model uses as features.
+
+    Values are read by the contract's one reading (:class:`semantics.RowChecker`, the
+    batch kernels' per-row twin), so a request is valid exactly when the same row in a
+    training file would be.
+    """
 
     def __init__(self, contract: Contract, features: list[str], *, allow_extra: bool = False):
+        self.contract = contract
         self.features = list(features)
         self.allow_extra = allow_extra
-        tokens = frozenset(contract.null_tokens)
-        self._checks = {name: _checker(contract.column(name), tokens) for name in features}
-        self._numeric = {
-            name for name in features if contract.column(name).type in ("int", "float", "bool")
-        }
+        self._checker = semantics.RowChecker(contract, self.features)
+        self._messages = {c.name: _messages(c) for c in self._checker.columns}
         self._known = set(features)
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -215,6 +115,7 @@ class RowValidator:
             raise RequestInvalid("the request holds no rows")
         columns: dict[str, list[Any]] = {name: [] for name in self.features}
         errors: list[str] = []
+        check = self._checker.check
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 errors.append(f"row {i}: expected an object of feature values")
@@ -223,22 +124,15 @@ class RowValidator:
                 extra = [k for k in row if k not in self._known]
                 if extra:
                     errors.append(f"row {i}: unknown field {str(extra[0])[:64]!r}")
-            for name, check in self._checks.items():
-                try:
-                    columns[name].append(check(row.get(name)))
-                except _Invalid as exc:
-                    errors.append(f"row {i}, field {name!r}: {exc.message}")
-                    columns[name].append(None)
+            for col in self._checker.columns:
+                value, codes = check(col, row.get(col.name))
+                if codes:
+                    errors.append(
+                        f"row {i}, field {col.name!r}: {self._messages[col.name][codes[0]]}"
+                    )
+                columns[col.name].append(value)
             if len(errors) >= MAX_ERRORS:
                 break
         if errors:
             raise RequestInvalid("; ".join(errors[:MAX_ERRORS]))
-        data = {}
-        for name, vals in columns.items():
-            if name in self._numeric:
-                data[name] = np.array(
-                    [np.nan if v is None else float(v) for v in vals], dtype=np.float64
-                )
-            else:
-                data[name] = pd.Series(vals, dtype=object)
-        return pd.DataFrame(data)
+        return semantics.model_frame(columns, self.contract, self.features, rows=len(rows))

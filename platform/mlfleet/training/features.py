@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from mlfleet.contract import semantics
 from mlfleet.contract.schema import Contract
 from mlfleet.spec import SpecError
 
@@ -30,9 +30,10 @@ def feature_kinds(contract: Contract, features: list[str]) -> tuple[list[str], l
     numeric, categorical = [], []
     for name in features:
         col = contract.column(name)
-        if col.type in ("int", "float", "bool"):
+        found = semantics.kind(col)
+        if found == "numeric":
             numeric.append(name)
-        elif col.type == "category" or (col.type == "str" and col.values):
+        elif found == "categorical":
             categorical.append(name)
         else:
             raise SpecError(
@@ -49,7 +50,7 @@ def default_features(contract: Contract) -> list[str]:
     for col in contract.columns:
         if col.name in skip:
             continue
-        if col.type in ("int", "float", "bool", "category") or (col.type == "str" and col.values):
+        if semantics.kind(col) in ("numeric", "categorical"):
             out.append(col.name)
     return out
 
@@ -98,17 +99,11 @@ def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> P
 
 
 def feature_frame(rows: pd.DataFrame, contract: Contract, features: list[str]) -> pd.DataFrame:
-    """The model's input frame: numbers (and flags) as float64, categories as text.
-
-    One dtype per kind, whatever nulls a batch happens to hold, so the logged signature and
-    every request agree (an int column with a null would otherwise turn float on the fly).
-    """
-    numeric, _ = feature_kinds(contract, features)
-    out = {}
-    for name in features:
-        values = rows[name] if name in rows else pd.Series([None] * len(rows))
-        if name in numeric:
-            out[name] = pd.to_numeric(values, errors="coerce").astype(np.float64)
-        else:
-            out[name] = values.astype(object).where(values.notna(), None)
-    return pd.DataFrame(out, index=rows.index)
+    """The model's input frame for curated rows (the contract's one reading of it)."""
+    return semantics.model_frame(
+        {name: rows[name] for name in features if name in rows},
+        contract,
+        features,
+        rows=len(rows),
+        index=rows.index,
+    )
