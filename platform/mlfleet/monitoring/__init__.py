@@ -1,0 +1,1 @@
+"""Drift monitoring: references, sketches, statistics, the monitor actor, feedback, alerts."""
