@@ -246,7 +246,8 @@ def run_mlfleet(
     """run_search + best_outcome + refit on the training split + holdout score."""
     from mlfleet.training.evaluate import score
     from mlfleet.training.features import build_pipeline
-    from mlfleet.training.search import best_outcome, make_estimator, run_search
+    from mlfleet.training.search import run_search
+    from mlfleet.training.trials import best_outcome, make_estimator
 
     spec = loaded.spec
     finished_at: dict[int, float] = {}

@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from mlfleet.contract.schema import parse_contract
 from mlfleet.spec import SpecError
 from mlfleet.training.features import build_pipeline, feature_frame
-from mlfleet.training.search import TrialOutcome, best_outcome, rung_fractions
+from mlfleet.training.trials import TrialOutcome, best_outcome, rung_fractions
 from tests.messy import CONTRACT_YAML
 
 CONTRACT = parse_contract(yaml.safe_load(CONTRACT_YAML))
@@ -78,7 +78,7 @@ def test_best_outcome_only_compares_trials_that_saw_all_the_data() -> None:
 
 
 def test_every_fraction_below_one_is_an_asha_decision_point() -> None:
-    from mlfleet.training.search import RUNG_UNITS, rung_of
+    from mlfleet.training.trials import RUNG_UNITS, rung_of
 
     assert [rung_of(f) for f in (0.125, 0.25, 0.5, 1.0)] == [1, 2, 4, RUNG_UNITS]
 

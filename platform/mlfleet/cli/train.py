@@ -31,7 +31,7 @@ def train(
     """
     from mlfleet.spec import load_spec
     from mlfleet.training.run import train as run_train
-    from mlfleet.training.search import TrialOutcome
+    from mlfleet.training.trials import TrialOutcome
 
     loaded = load_spec(spec)
     settings = get_settings()

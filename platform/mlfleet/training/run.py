@@ -22,9 +22,10 @@ from mlfleet.settings import Settings
 from mlfleet.spec import LoadedSpec
 from mlfleet.training.evaluate import holdout_metrics, score
 from mlfleet.training.features import build_pipeline, feature_frame
-from mlfleet.training.search import TrialOutcome, best_outcome, make_estimator, run_search
+from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
 from mlfleet.training.tracking import experiment_id, log_model, log_trials
+from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
 
 INNER_VALIDATION_FRACTION = 0.25
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mlfleet.settings import Settings
-from mlfleet.training.search import TrialOutcome
+from mlfleet.training.trials import TrialOutcome
 
 ALLOWED_MODEL_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
