@@ -1,14 +1,18 @@
 """The only module that talks to MLflow's model registry.
 
-Aliases carry the serving state: ``champion`` is what the fleet serves, ``challenger`` the
-latest candidate. Every change of champion is appended to a registered-model tag, so a
-rollback returns to the previous champion even after several promotions.
+It registers versions (the sklearn pipeline in skops format with its side files), loads
+them, reads their side files and size, and moves the aliases. Aliases carry the serving
+state: ``champion`` is what the fleet serves, ``challenger`` the latest candidate. Every
+change of champion is appended to a registered-model tag, so a rollback returns to the
+previous champion even after several promotions.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlfleet.errors import MlfleetError, NotFoundError
@@ -18,6 +22,10 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "mlfleet.champion_history"
 TAG_PREFIX = "mlfleet."
+MODEL_ARTIFACT = "model"  # the model's folder inside its run
+EXTRA_FILES = "extra_files"  # where MLflow keeps a version's side files
+ALLOWED_MODEL_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 
 
 class RegistryError(MlfleetError):
@@ -219,3 +227,100 @@ def model_versions(name: str) -> list[VersionInfo]:
     """Every version of a model, newest first."""
     versions = _client().search_model_versions(f"name = '{name}'")
     return sorted((_version_info(v) for v in versions), key=lambda v: -int(v.version))
+
+
+# --- model versions: register, load, side files, size ---------------------------------------
+
+
+def _model_uri(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The types skops must be told to trust to load ``model``.
+
+    They are computed from the model we built ourselves and limited to scientific Python:
+    anything else means the pipeline holds something a spec should not be able to inject.
+    """
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    odd = [t for t in found if not t.startswith(ALLOWED_MODEL_TYPE_PREFIXES)]
+    if odd:
+        raise ValueError(f"refusing to log a model holding untrusted types: {odd}")
+    return list(found)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the served model (no 8 s inference of requirements)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in MODEL_REQUIREMENTS]
+
+
+def register_model(
+    model: Any,
+    name: str,
+    *,
+    signature: Any,
+    input_example: Any,
+    extra_files: dict[str, Any],
+) -> str:
+    """Log a sklearn pipeline into the active MLflow run and register it as a new version.
+
+    The model is stored in skops format with exactly the types it needs trusted, pinned
+    requirements, ``signature`` and ``input_example`` as the caller built them, and
+    ``extra_files`` (name → text, or anything JSON-serialisable) beside it.
+
+    Returns:
+        The new version number.
+    """
+    import mlflow.sklearn
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for filename, content in extra_files.items():
+            path = Path(tmp) / filename
+            path.write_text(
+                content if isinstance(content, str) else json.dumps(content, indent=2, default=str)
+            )
+            files.append(str(path))
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=name,
+            pip_requirements=pip_requirements(),
+            serialization_format="skops",
+            skops_trusted_types=trusted_types(model),
+            extra_files=files,
+            await_registration_for=60,
+        )
+    return str(info.registered_model_version)
+
+
+def load_pipeline(name: str, version: str) -> Any:
+    """The sklearn pipeline of a version (MLflow's sklearn flavor, skops format)."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(_model_uri(name, version))
+
+
+def version_artifact(name: str, version: str, filename: str) -> str:
+    """The text of a side file registered with a version (contract.yaml, profile.json, ...)."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{_model_uri(name, version)}/{EXTRA_FILES}/{filename}", dst_path=tmp
+        )
+        return Path(local).read_text()
+
+
+def model_bytes(name: str, version: str) -> int:
+    """Stored size of a version's model files (its side files not counted)."""
+    import mlflow.artifacts
+
+    listing = mlflow.artifacts.list_artifacts(artifact_uri=_model_uri(name, version))
+    return sum(a.file_size or 0 for a in listing if not a.is_dir)

@@ -186,3 +186,14 @@ def test_champion_loads_with_plain_mlflow_and_predicts_raw_rows(second: TrainRes
     pred = model.predict(rows)
     assert next(iter(pred)) == "yes"
     assert set(pred) <= {"yes", "no"}
+
+
+def test_registry_reads_a_version_back(second: TrainResult) -> None:
+    contract = yaml.safe_load(registry.version_artifact("loan-default", "2", "contract.yaml"))
+    assert contract["name"] == "loans"
+    metrics = json.loads(registry.version_artifact("loan-default", "2", "metrics.json"))
+    assert metrics == pytest.approx(second.holdout)
+    assert registry.model_bytes("loan-default", "2") > 0
+    model = registry.load_pipeline("loan-default", "2")
+    rows = pd.DataFrame([{"income": 20000.0, "debt_ratio": 2.9, "region": "north"}])
+    assert set(model.predict(rows)) <= {"yes", "no"}

@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 from ray import serve
 
-from mlfleet.serving.models import load_pipeline, predict, split_result
+from mlfleet import registry
+from mlfleet.serving.models import predict, split_result
 
 KEEP_VERSIONS = 2
 
@@ -26,7 +27,6 @@ class DedicatedModel:
     def __init__(
         self, name: str, settings_json: str, max_batch_size: int, batch_wait_timeout_s: float
     ) -> None:
-        from mlfleet import registry
         from mlfleet.settings import Settings
 
         registry.configure(Settings.model_validate_json(settings_json))
@@ -44,7 +44,9 @@ class DedicatedModel:
             return self._models[version]
         task = self._loading.get(version)
         if task is None:
-            task = asyncio.ensure_future(asyncio.to_thread(load_pipeline, self.name, version))
+            task = asyncio.ensure_future(
+                asyncio.to_thread(registry.load_pipeline, self.name, version)
+            )
             self._loading[version] = task
         try:
             model = await task

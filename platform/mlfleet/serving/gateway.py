@@ -18,20 +18,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlfleet import registry
 from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.serving.auth import ApiKey, authenticate, bearer
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
-from mlfleet.serving.models import (
-    ModelCard,
-    check_name,
-    check_version,
-    load_card,
-    load_pipeline,
-    model_bytes,
-)
-from mlfleet.serving.models import (
-    predict as predict_with,
-)
+from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
+from mlfleet.serving.models import predict as predict_with
 from mlfleet.serving.schemas import PredictRequest, PredictResponse, RequestInvalid, RowValidator
 from mlfleet.settings import Settings
 
@@ -135,8 +127,6 @@ class Gateway:
     """State and routes of the ingress deployment (wrapped by ``serve.ingress`` in app.py)."""
 
     def __init__(self, pool: Any, dedicated: dict[str, Any], settings_json: str) -> None:
-        from mlfleet import registry
-
         self.settings = Settings.model_validate_json(settings_json)
         registry.configure(self.settings)
         self.pool = pool
@@ -147,8 +137,8 @@ class Gateway:
         self.inline = InlineModels(
             self.settings.gateway_inline_models,
             self.settings.gateway_inline_max_bytes,
-            size_of=model_bytes,
-            load=load_pipeline,
+            size_of=registry.model_bytes,
+            load=registry.load_pipeline,
         )
         self.ongoing = 0  # predict requests this replica is handling right now
         self._refresher: asyncio.Task[None] | None = None
@@ -179,8 +169,6 @@ class Gateway:
                     log.warning("could not refresh the champion of %s", name, exc_info=True)
 
     async def _refresh(self, name: str) -> str | None:
-        from mlfleet import registry
-
         info = await asyncio.to_thread(registry.alias_version, name, registry.CHAMPION)
         version = info.version if info else None
         if version is None and not await asyncio.to_thread(registry.model_exists, name):
@@ -199,8 +187,6 @@ class Gateway:
 
     async def card(self, name: str, version: str) -> ModelCard:
         """Contract and features of a version (cached forever: versions are immutable)."""
-        from mlfleet import registry
-
         key = (name, version)
         if key not in self.cards:
             info = await asyncio.to_thread(registry.get_version, name, version)
@@ -266,8 +252,6 @@ class Gateway:
 
     async def list_models(self, request: Request) -> dict[str, Any]:
         """Every model: champion, serving mode, replicas, dataset version, columns."""
-        from mlfleet import registry
-
         authorize(request, self.settings.api_keys, "predict")
         models = await asyncio.to_thread(registry.list_models)
         replicas = await asyncio.to_thread(_replica_counts)
@@ -295,8 +279,6 @@ class Gateway:
 
     async def describe(self, name: str, request: Request) -> dict[str, Any]:
         """One model: contract, metrics, lineage tags."""
-        from mlfleet import registry
-
         authorize(request, self.settings.api_keys, "predict")
         check_name(name)
         info = await asyncio.to_thread(registry.describe, name)
@@ -339,8 +321,6 @@ class Gateway:
 
     async def promote(self, name: str, version: str, request: Request) -> dict[str, Any]:
         """Make a version the champion (admin)."""
-        from mlfleet import registry
-
         authorize(request, self.settings.api_keys, "admin")
         check_name(name)
         check_version(version)
@@ -351,8 +331,6 @@ class Gateway:
 
     async def rollback(self, name: str, request: Request) -> dict[str, Any]:
         """Return the champion to the previous one (admin)."""
-        from mlfleet import registry
-
         authorize(request, self.settings.api_keys, "admin")
         check_name(name)
         info = await asyncio.to_thread(registry.rollback, name)
@@ -360,8 +338,6 @@ class Gateway:
         return {"model": name, "champion": info.version}
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        from mlfleet import registry
-
         models = await asyncio.to_thread(registry.list_models)
         status: dict[str, Any] = {}
         ok = True

@@ -1,18 +1,22 @@
-"""A registered model version made ready to serve: pipeline, contract, request validator."""
+"""A registered model version made ready to serve: its card (contract, features) and predictions.
+
+Models and their files come from :mod:`mlfleet.registry`.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from mlfleet.contract.schema import Contract, load_contract
-from mlfleet.errors import MlfleetError
+from mlfleet import registry
+from mlfleet.contract.schema import Contract, parse_contract
+from mlfleet.errors import ContractError, MlfleetError
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 VERSION = re.compile(r"^[0-9]{1,9}$")
@@ -52,13 +56,18 @@ class ModelCard:
 
 
 def load_card(name: str, version: str, tags: dict[str, str]) -> ModelCard:
-    """Read a version's contract (a small artifact beside the model) and its features."""
-    import mlflow
+    """Read a version's contract (a small file registered beside the model) and its features.
 
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{version}/extra_files/contract.yaml"
-    )
-    contract = load_contract(Path(local))
+    Raises:
+        ContractError: when the registered contract is not a valid contract.
+    """
+    origin = f"models:/{name}/{version}/contract.yaml"
+    text = registry.version_artifact(name, version, "contract.yaml")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ContractError(f"{origin}: not valid YAML") from None
+    contract = parse_contract(data, origin=origin)
     features = json.loads(tags.get("mlfleet.features", "[]")) or [
         c for c in contract.column_names if c != contract.target
     ]
@@ -70,21 +79,6 @@ def load_card(name: str, version: str, tags: dict[str, str]) -> ModelCard:
         task=tags.get("mlfleet.task", "classification"),
         tags=tags,
     )
-
-
-def load_pipeline(name: str, version: str) -> Any:
-    """The sklearn pipeline of a version (MLflow's sklearn flavor, skops format)."""
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
-
-
-def model_bytes(name: str, version: str) -> int:
-    """Stored size of a version's model files (its extra files not counted)."""
-    import mlflow
-
-    listing = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{name}/{version}")
-    return sum(a.file_size or 0 for a in listing if not a.is_dir)
 
 
 def _plain(values: np.ndarray) -> list[Any]:

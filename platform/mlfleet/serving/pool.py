@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 from ray import serve
 
-from mlfleet.serving.models import load_pipeline, predict
+from mlfleet import registry
+from mlfleet.serving.models import predict
 
 
 def pool_class(max_models: int) -> type:
@@ -26,7 +27,6 @@ def pool_class(max_models: int) -> type:
         """Predicts with whichever model version the request's multiplexed id names."""
 
         def __init__(self, settings_json: str) -> None:
-            from mlfleet import registry
             from mlfleet.settings import Settings
 
             registry.configure(Settings.model_validate_json(settings_json))
@@ -35,7 +35,7 @@ def pool_class(max_models: int) -> type:
         async def get_model(self, model_id: str) -> Any:
             name, _, version = model_id.partition("/")
             # Loading reads the registry and unpickles: keep the event loop free meanwhile.
-            return await asyncio.to_thread(load_pipeline, name, version)
+            return await asyncio.to_thread(registry.load_pipeline, name, version)
 
         async def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
             model = await self.get_model(serve.get_multiplexed_model_id())

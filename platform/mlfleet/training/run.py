@@ -20,11 +20,11 @@ from mlfleet.data.validate import validate
 from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.settings import Settings
 from mlfleet.spec import LoadedSpec
+from mlfleet.training import tracking
 from mlfleet.training.evaluate import holdout_metrics, score
 from mlfleet.training.features import build_pipeline, feature_frame
 from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
-from mlfleet.training.tracking import experiment_id, log_model, log_trials
 from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
 
 INNER_VALIDATION_FRACTION = 0.25
@@ -135,8 +135,6 @@ def train(
         DataRejected: the sources failed validation.
         NotFoundError: the given dataset version does not exist.
     """
-    import mlflow
-
     from mlfleet.ray_runtime import ensure_ray
 
     stage = on_stage or (lambda _msg: None)
@@ -196,7 +194,7 @@ def train(
     new_score = metrics[spec.search.metric]
 
     stage("logging to MLflow and registering")
-    experiment = experiment_id(settings, spec.name)
+    experiment = tracking.experiment_id(settings, spec.name)
     sha = os.environ.get("MLFLEET_GIT_SHA") or git_sha(loaded.path.parent)
     lineage = {
         "mlfleet.dataset_version": manifest.version,
@@ -204,66 +202,39 @@ def train(
         "mlfleet.spec_sha": loaded.sha,
         "mlfleet.git_sha": sha,
     }
-    summary = {
-        "metric": spec.search.metric,
-        "mode": spec.search.mode,
-        "best": {
-            "trial": best.index,
-            "estimator": best.estimator,
-            "params": best.params,
-            "val_score": best.final_score,
-        },
-        "trials": [
-            {
-                "trial": o.index,
-                "estimator": o.estimator,
-                "params": o.params,
-                "scores": o.scores,
-                "error": o.error,
-            }
-            for o in outcomes
-        ],
-    }
-    with mlflow.start_run(experiment_id=experiment, run_name=f"train-{stamp}") as run:
-        run_id = run.info.run_id
-        mlflow.set_tags({**lineage, "mlfleet.model": spec.name})
-        mlflow.log_params(
-            {
-                "estimator": best.estimator,
-                "dataset_version": manifest.version,
-                "rows_train": len(X_train),
-                "rows_holdout": len(X_hold),
-                "num_samples": spec.search.num_samples,
-                "scheduler": spec.search.scheduler,
-                **{f"param.{k}": v for k, v in best.params.items()},
-            }
+    with tracking.parent_run(
+        experiment, f"train-{stamp}", {**lineage, "mlfleet.model": spec.name}
+    ) as run_id:
+        tracking.log_result(
+            search=spec.search,
+            best=best,
+            outcomes=outcomes,
+            dataset_version=manifest.version,
+            rows_train=len(X_train),
+            rows_holdout=len(X_hold),
+            holdout=metrics,
         )
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
-        mlflow.log_dict(summary, "search_summary.json")
-        for name in ("manifest.json", "report.json", "report.html"):
-            mlflow.log_artifact(str(data_path / name), artifact_path="validation")
-        mlflow.log_text(loaded.path.read_text(), "spec/model.yaml")
-        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
-            pd.concat([X_train, y_train], axis=1),
-            source=str(data_path / "data"),
-            targets=target,
-            name=f"{loaded.contract.name}@{manifest.version}",
-            digest=manifest.version,
+        tracking.log_inputs(
+            data_path=data_path,
+            spec_path=loaded.path,
+            train_frame=pd.concat([X_train, y_train], axis=1),
+            target=target,
+            dataset_name=f"{loaded.contract.name}@{manifest.version}",
+            dataset_version=manifest.version,
         )
-        mlflow.log_input(dataset, context="training")
-        log_trials(outcomes, run_id, experiment)
-        profile = json.loads((data_path / "profile.json").read_text())
-        info = log_model(
+        tracking.log_trials(outcomes, run_id, experiment)
+        example = X_train.head(5)
+        version = registry.register_model(
             model,
-            X_train,
             spec.name,
-            {
+            signature=tracking.model_signature(model, example),
+            input_example=example,
+            extra_files={
                 "contract.yaml": loaded.contract.to_yaml(),
-                "profile.json": profile,
+                "profile.json": json.loads((data_path / "profile.json").read_text()),
                 "metrics.json": metrics,
             },
         )
-    version = str(info.registered_model_version)
 
     stage("promotion gate")
     champion = registry.alias_version(spec.name, registry.CHAMPION)
@@ -271,7 +242,7 @@ def train(
     if champion is None:
         promoted, decision = True, "first version: no champion yet"
     else:
-        old = mlflow.sklearn.load_model(f"models:/{spec.name}/{champion.version}")
+        old = registry.load_pipeline(spec.name, champion.version)
         champion_score = score(old, X_hold, y_hold, spec.search.metric)
         sign = 1 if spec.search.mode == "max" else -1
         margin = sign * (new_score - champion_score)

@@ -1,21 +1,24 @@
-"""MLflow logging for a training: experiment, parent and child runs, the model version.
+"""MLflow run logging for a training: the experiment, the parent run, one child run per trial.
 
-Only the driver calls these (SQLite accepts one writer at a time).
+Registering the model version is the registry's job (:func:`mlfleet.registry.register_model`);
+this module only records how the version came to be. Only the driver calls these (SQLite
+accepts one writer at a time).
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mlfleet.settings import Settings
+from mlfleet.spec import SearchSpec
 from mlfleet.training.trials import TrialOutcome
 
-ALLOWED_MODEL_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+VALIDATION_FILES = ("manifest.json", "report.json", "report.html")
 
 
 def experiment_id(settings: Settings, model_name: str) -> str:
@@ -33,6 +36,95 @@ def experiment_id(settings: Settings, model_name: str) -> str:
     location = (settings.home / "mlartifacts" / model_name).resolve()
     location.mkdir(parents=True, exist_ok=True)
     return str(mlflow.create_experiment(name, artifact_location=location.as_uri()))
+
+
+@contextmanager
+def parent_run(experiment: str, run_name: str, tags: dict[str, Any]) -> Iterator[str]:
+    """The training's parent run, active inside the block, tagged; yields its id."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
+        mlflow.set_tags(tags)
+        yield run.info.run_id
+
+
+def search_summary(
+    search: SearchSpec, best: TrialOutcome, outcomes: list[TrialOutcome]
+) -> dict[str, Any]:
+    """The search as one JSON document: the metric, the winner and every trial's path."""
+    return {
+        "metric": search.metric,
+        "mode": search.mode,
+        "best": {
+            "trial": best.index,
+            "estimator": best.estimator,
+            "params": best.params,
+            "val_score": best.final_score,
+        },
+        "trials": [
+            {
+                "trial": o.index,
+                "estimator": o.estimator,
+                "params": o.params,
+                "scores": o.scores,
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def log_result(
+    *,
+    search: SearchSpec,
+    best: TrialOutcome,
+    outcomes: list[TrialOutcome],
+    dataset_version: str,
+    rows_train: int,
+    rows_holdout: int,
+    holdout: dict[str, float],
+) -> None:
+    """Into the active run: the chosen configuration, holdout metrics and search summary."""
+    import mlflow
+
+    mlflow.log_params(
+        {
+            "estimator": best.estimator,
+            "dataset_version": dataset_version,
+            "rows_train": rows_train,
+            "rows_holdout": rows_holdout,
+            "num_samples": search.num_samples,
+            "scheduler": search.scheduler,
+            **{f"param.{k}": v for k, v in best.params.items()},
+        }
+    )
+    mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout.items()})
+    mlflow.log_dict(search_summary(search, best, outcomes), "search_summary.json")
+
+
+def log_inputs(
+    *,
+    data_path: Path,
+    spec_path: Path,
+    train_frame: pd.DataFrame,
+    target: str,
+    dataset_name: str,
+    dataset_version: str,
+) -> None:
+    """Into the active run: the validation report, the spec and the training dataset."""
+    import mlflow
+
+    for name in VALIDATION_FILES:
+        mlflow.log_artifact(str(data_path / name), artifact_path="validation")
+    mlflow.log_text(spec_path.read_text(), "spec/model.yaml")
+    dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+        train_frame,
+        source=str(data_path / "data"),
+        targets=target,
+        name=dataset_name,
+        digest=dataset_version,
+    )
+    mlflow.log_input(dataset, context="training")
 
 
 def log_trials(outcomes: list[TrialOutcome], parent_run_id: str, experiment: str) -> None:
@@ -63,54 +155,11 @@ def log_trials(outcomes: list[TrialOutcome], parent_run_id: str, experiment: str
             )
 
 
-def trusted_types(model: Any) -> list[str]:
-    """The types skops must be told to trust to load ``model``.
+def model_signature(model: Any, example: pd.DataFrame) -> Any:
+    """The signature registered with a version, inferred from example rows and predictions.
 
-    They are computed from the model we built ourselves and limited to scientific Python:
-    anything else means the pipeline holds something a spec should not be able to inject.
+    The one place that decides the signature: registration takes whatever this returns.
     """
-    import skops.io
-
-    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    odd = [t for t in found if not t.startswith(ALLOWED_MODEL_TYPE_PREFIXES)]
-    if odd:
-        raise ValueError(f"refusing to log a model holding untrusted types: {odd}")
-    return list(found)
-
-
-def pip_requirements() -> list[str]:
-    """Pinned requirements of the served model (no 8 s inference of requirements)."""
-    from importlib.metadata import version
-
-    return [
-        f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "skops")
-    ]
-
-
-def log_model(model: Any, X_example: pd.DataFrame, name: str, extra: dict[str, Any]) -> Any:
-    """Log the pipeline with signature, input example and side files, and register it."""
-    import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    example = X_example.head(5)
-    signature = infer_signature(example, model.predict(example))
-    with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for filename, content in extra.items():
-            path = Path(tmp) / filename
-            path.write_text(
-                content if isinstance(content, str) else json.dumps(content, indent=2, default=str)
-            )
-            files.append(str(path))
-        return mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            pip_requirements=pip_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=trusted_types(model),
-            extra_files=files,
-            await_registration_for=60,
-        )
+    return infer_signature(example, model.predict(example))
