@@ -24,6 +24,7 @@ HISTORY_TAG = "mlfleet.champion_history"
 TAG_PREFIX = "mlfleet."
 MODEL_ARTIFACT = "model"  # the model's folder inside its run
 EXTRA_FILES = "extra_files"  # where MLflow keeps a version's side files
+REGISTERED_MODELS_PAGE = 1000  # the most MLflow returns per page
 ALLOWED_MODEL_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 
@@ -140,12 +141,15 @@ def model_exists(name: str) -> bool:
         raise
 
 
-def _history(name: str) -> list[str]:
-    tags = _client().get_registered_model(name).tags or {}
+def _history_of(tags: dict[str, str] | None) -> list[str]:
     try:
-        return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+        return [str(v) for v in json.loads((tags or {}).get(HISTORY_TAG, "[]"))]
     except json.JSONDecodeError:
         return []
+
+
+def _history(name: str) -> list[str]:
+    return _history_of(_client().get_registered_model(name).tags)
 
 
 def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:
@@ -199,33 +203,72 @@ def rollback(name: str) -> VersionInfo:
     return get_version(name, previous)
 
 
+def _every(search: Any, **kwargs: Any) -> list[Any]:
+    """All pages of an MLflow search."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = search(page_token=token, **kwargs)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _model_info(model: Any, versions: list[Any]) -> ModelInfo:
+    """A registered model (with its aliases and tags) and its versions, as mlfleet shows it."""
+    aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+    by_number = {str(v.version): v for v in versions}
+
+    def aliased(alias: str) -> VersionInfo | None:
+        found = by_number.get(aliases.get(alias, ""))
+        if found is None:
+            return None
+        info = _version_info(found)
+        # Version searches may leave aliases out; the registered model has them all.
+        info.aliases = [a for a, number in aliases.items() if number == info.version]
+        return info
+
+    return ModelInfo(
+        name=model.name,
+        champion=aliased(CHAMPION),
+        challenger=aliased(CHALLENGER),
+        versions=len(versions),
+        history=_history_of(model.tags),
+    )
+
+
 def describe(name: str) -> ModelInfo:
-    """A model's champion, challenger and version count.
+    """A model's champion, challenger and version count (two registry calls).
 
     Raises:
         NotFoundError: for an unknown model.
     """
-    if not model_exists(name):
-        raise NotFoundError(f"no registered model named {name!r}")
-    versions = _client().search_model_versions(f"name = '{name}'")
-    return ModelInfo(
-        name=name,
-        champion=alias_version(name, CHAMPION),
-        challenger=alias_version(name, CHALLENGER),
-        versions=len(versions),
-        history=_history(name),
+    client = _client()
+    try:
+        model = client.get_registered_model(name)
+    except Exception as exc:
+        if _not_found(exc):
+            raise NotFoundError(f"no registered model named {name!r}") from None
+        raise
+    return _model_info(
+        model, _every(client.search_model_versions, filter_string=f"name = '{name}'")
     )
 
 
 def list_models() -> list[ModelInfo]:
-    """Every registered model, by name."""
-    names = sorted(m.name for m in _client().search_registered_models(max_results=1000))
-    return [describe(n) for n in names]
+    """Every registered model, by name: one search for the models, one for their versions."""
+    client = _client()
+    models = _every(client.search_registered_models, max_results=REGISTERED_MODELS_PAGE)
+    versions: dict[str, list[Any]] = {}
+    for v in _every(client.search_model_versions):
+        versions.setdefault(v.name, []).append(v)
+    return [_model_info(m, versions.get(m.name, [])) for m in sorted(models, key=lambda m: m.name)]
 
 
 def model_versions(name: str) -> list[VersionInfo]:
     """Every version of a model, newest first."""
-    versions = _client().search_model_versions(f"name = '{name}'")
+    versions = _every(_client().search_model_versions, filter_string=f"name = '{name}'")
     return sorted((_version_info(v) for v in versions), key=lambda v: -int(v.version))
 
 

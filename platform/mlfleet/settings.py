@@ -76,7 +76,9 @@ class Settings(BaseSettings):
         default=32 << 20, ge=0, description="Largest stored model the gateway keeps."
     )
     alias_refresh_seconds: float = Field(
-        default=2.0, gt=0, description="How often the gateway re-reads champion aliases."
+        default=2.0,
+        gt=0,
+        description="How often the gateway re-reads the fleet's models and champion aliases.",
     )
 
     @field_validator("home")

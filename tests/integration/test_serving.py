@@ -406,3 +406,37 @@ def test_promotion_and_rollback_under_load(client: httpx.Client, gateway: str) -
     assert "2" in seen and seen[-1] == "1"
     assert registry.alias_version("loan-fast", "champion").version == "1"
     assert json.loads(json.dumps(seen[:1]))  # the load loop really ran
+
+
+def listed_champions(client: httpx.Client) -> dict[str, str | None]:
+    r = client.get("/v1/models", headers=auth())
+    assert r.status_code == 200, r.text
+    return {m["name"]: m["champion"] for m in r.json()["models"]}
+
+
+def wait_for_listed_champion(client: httpx.Client, name: str, version: str) -> None:
+    deadline = time.monotonic() + 30
+    while listed_champions(client)[name] != version:
+        assert time.monotonic() < deadline, f"/v1/models never listed {name} v{version}"
+
+
+def test_model_listing_is_cached_yet_follows_the_registry(client: httpx.Client) -> None:
+    before = listed_champions(client)["loan-fast"]
+    assert before == "1"  # version 2 exists and was never promoted by training
+    admin = auth(ADMIN_KEY)
+    promoted = client.post("/v1/models/loan-fast/promote", json={"version": "2"}, headers=admin)
+    assert promoted.status_code == 200, promoted.text
+    # The replica that promoted lists the new champion at once (one gateway replica here).
+    assert listed_champions(client)["loan-fast"] == "2"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["models"]["loan-fast"]["version"] == "2"
+    rolled = client.post("/v1/models/loan-fast/rollback", headers=admin)
+    assert rolled.status_code == 200 and rolled.json()["champion"] == before
+    assert listed_champions(client)["loan-fast"] == before
+    # A promotion made beside the gateway reaches its listing with the alias refresh.
+    registry.promote("loan-fast", "2")
+    try:
+        wait_for_listed_champion(client, "loan-fast", "2")
+    finally:
+        registry.rollback("loan-fast")
+    wait_for_listed_champion(client, "loan-fast", before)

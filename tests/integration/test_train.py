@@ -197,3 +197,18 @@ def test_registry_reads_a_version_back(second: TrainResult) -> None:
     model = registry.load_pipeline("loan-default", "2")
     rows = pd.DataFrame([{"income": 20000.0, "debt_ratio": 2.9, "region": "north"}])
     assert set(model.predict(rows)) <= {"yes", "no"}
+
+
+def test_fleet_listing_agrees_with_one_lookup_at_a_time(second: TrainResult) -> None:
+    import mlflow
+
+    registry.set_challenger("loan-default", "1")  # champion and challenger both set
+    (listed,) = [m for m in registry.list_models() if m.name == "loan-default"]
+    assert listed == registry.describe("loan-default")
+    assert listed.champion == registry.alias_version("loan-default", registry.CHAMPION)
+    assert listed.challenger == registry.alias_version("loan-default", registry.CHALLENGER)
+    assert listed.challenger is not None and listed.challenger.aliases == ["challenger"]
+    assert listed.champion is not None and listed.champion.tags["mlfleet.run_id"]
+    assert listed.versions == len(registry.model_versions("loan-default")) >= 2
+    tags = mlflow.MlflowClient().get_registered_model("loan-default").tags
+    assert listed.history == json.loads(tags[registry.HISTORY_TAG])

@@ -132,6 +132,9 @@ class Gateway:
         self.pool = pool
         self.dedicated = dedicated
         self.champions: dict[str, str | None] = {}
+        self.models: list[registry.ModelInfo] | None = None  # the fleet as last listed
+        self._listings_started = 0
+        self._listing = 0  # the number of the listing in ``models``
         self.cards: dict[tuple[str, str], ModelCard] = {}
         self.validators: dict[tuple[str, str], RowValidator] = {}
         self.inline = InlineModels(
@@ -153,7 +156,7 @@ class Gateway:
                 "listens on 127.0.0.1 only"
             )
 
-    # --- champion aliases, cached ---------------------------------------------------------
+    # --- the fleet's models and champion aliases, cached ---------------------------------
 
     def _ensure_refresher(self) -> None:
         if self._refresher is None or self._refresher.done():
@@ -162,11 +165,30 @@ class Gateway:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.alias_refresh_seconds)
-            for name in list(self.champions):
-                try:
-                    await self._refresh(name)
-                except Exception:  # the registry may be briefly unavailable: keep serving
-                    log.warning("could not refresh the champion of %s", name, exc_info=True)
+            try:
+                await self._refresh_models()
+            except Exception:  # the registry may be briefly unavailable: keep serving
+                log.warning("could not refresh the fleet's models", exc_info=True)
+
+    async def _refresh_models(self) -> list[registry.ModelInfo]:
+        """List the fleet (two registry calls) and update the champions from it.
+
+        Listings are numbered as they start: one that started before the listing in hand
+        (a slow background refresh overtaken by a promotion's) is dropped.
+        """
+        self._listings_started += 1
+        ticket = self._listings_started
+        models = await asyncio.to_thread(registry.list_models)
+        if ticket > self._listing:
+            self._listing = ticket
+            self.models = models
+            self.champions = {m.name: m.champion.version if m.champion else None for m in models}
+        return self.models if self.models is not None else models
+
+    async def fleet(self) -> list[registry.ModelInfo]:
+        """Every registered model with its champion (cached; refreshed every few seconds)."""
+        self._ensure_refresher()
+        return self.models if self.models is not None else await self._refresh_models()
 
     async def _refresh(self, name: str) -> str | None:
         info = await asyncio.to_thread(registry.alias_version, name, registry.CHAMPION)
@@ -253,7 +275,7 @@ class Gateway:
     async def list_models(self, request: Request) -> dict[str, Any]:
         """Every model: champion, serving mode, replicas, dataset version, columns."""
         authorize(request, self.settings.api_keys, "predict")
-        models = await asyncio.to_thread(registry.list_models)
+        models = await self.fleet()
         replicas = await asyncio.to_thread(_replica_counts)
         out = []
         for info in models:
@@ -326,7 +348,7 @@ class Gateway:
         check_version(version)
         await asyncio.to_thread(registry.promote, name, version)
         await self.card(name, version)  # fail here, not on traffic, if it cannot load
-        await self._refresh(name)
+        await self._refresh_models()  # this replica shows the change at once
         return {"model": name, "champion": version}
 
     async def rollback(self, name: str, request: Request) -> dict[str, Any]:
@@ -334,11 +356,11 @@ class Gateway:
         authorize(request, self.settings.api_keys, "admin")
         check_name(name)
         info = await asyncio.to_thread(registry.rollback, name)
-        await self._refresh(name)
+        await self._refresh_models()  # this replica shows the change at once
         return {"model": name, "champion": info.version}
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        models = await asyncio.to_thread(registry.list_models)
+        models = await self.fleet()
         status: dict[str, Any] = {}
         ok = True
         for info in models:
