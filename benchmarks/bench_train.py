@@ -19,7 +19,7 @@ searched by three contenders in one process, alternately, round after round:
             with a fresh MLFLEET home per run (no data-version cache, empty registry).
 
 Every contender runs the same sklearn Pipeline (``build_pipeline`` of the contract), is handed
-the same training split and scored on the same holdout split (``_split`` of training/run.py
+the same training split and scored on the same holdout split (``split`` of training/run.py
 with the spec's seed and test fraction, on the same ``feature_frame``), so the holdout scores
 compare. Imports and data loading are outside the timings; Ray's start-up (``ensure_ray``,
 once per process, before the first round) is timed and reported apart. The first mlfleet run
@@ -198,7 +198,7 @@ def load_splits(loaded: Any) -> dict[str, Any]:
     import pandas as pd
 
     from mlfleet.training.features import feature_frame
-    from mlfleet.training.run import INNER_VALIDATION_FRACTION, _split
+    from mlfleet.training.run import INNER_VALIDATION_FRACTION, split
 
     spec = loaded.spec
     raw = pd.read_parquet(loaded.sources[0])
@@ -206,10 +206,8 @@ def load_splits(loaded: Any) -> dict[str, Any]:
     X = feature_frame(raw, loaded.contract, loaded.features)
     y = raw[loaded.target]
     strat = spec.split.stratify and spec.task == "classification"
-    X_train, X_hold, y_train, y_hold = _split(
-        X, y, spec.split.test_fraction, spec.split.seed, strat
-    )
-    X_fit, X_val, y_fit, y_val = _split(
+    X_train, X_hold, y_train, y_hold = split(X, y, spec.split.test_fraction, spec.split.seed, strat)
+    X_fit, X_val, y_fit, y_val = split(
         X_train, y_train, INNER_VALIDATION_FRACTION, spec.split.seed + 1, strat
     )
     return {

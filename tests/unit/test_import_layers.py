@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
-RAY_FREE = ["mlfleet.training.tracking", "mlfleet.training.trials", "mlfleet.registry"]
+RAY_FREE = [
+    "mlfleet.training.tracking",
+    "mlfleet.training.trials",
+    "mlfleet.training.promotion",
+    "mlfleet.registry",
+]
 
 
 @pytest.mark.parametrize("module", RAY_FREE)

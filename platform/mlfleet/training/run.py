@@ -1,4 +1,9 @@
-"""One training: data version → Tune search → refit → holdout → MLflow → promotion gate."""
+"""One training: data version → Tune search → refit → holdout → MLflow → promotion gate.
+
+:func:`train` runs the steps in order; each step is a named function of its own: load_data,
+split_data, search, refit, log_and_register, then the pure :func:`promotion_gate` and
+record_decision.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,11 @@ from mlfleet.data import versions
 from mlfleet.data.validate import validate
 from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.settings import Settings
-from mlfleet.spec import LoadedSpec
+from mlfleet.spec import LoadedSpec, ModelSpec
 from mlfleet.training import tracking
 from mlfleet.training.evaluate import holdout_metrics, score
 from mlfleet.training.features import build_pipeline, feature_frame
+from mlfleet.training.promotion import PromotionDecision, promotion_gate
 from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
 from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
@@ -109,9 +115,61 @@ def _dataset(
     return manifest, path
 
 
-def _split(
+@dataclass
+class TrainingData:
+    """A dataset version that passed validation, read as features and target."""
+
+    manifest: versions.Manifest
+    path: Path
+    X: pd.DataFrame
+    y: pd.Series
+
+
+@dataclass
+class Splits:
+    """The splits of a training's rows.
+
+    The holdout is what the gate scores both versions on; inside the training split, the
+    fit and validation splits are what the search uses.
+    """
+
+    X_train: pd.DataFrame
+    X_hold: pd.DataFrame
+    y_train: pd.Series
+    y_hold: pd.Series
+    X_fit: pd.DataFrame
+    X_val: pd.DataFrame
+    y_fit: pd.Series
+    y_val: pd.Series
+
+
+def load_data(loaded: LoadedSpec, settings: Settings, dataset_version: str | None) -> TrainingData:
+    """The dataset version to train on (validated now unless one is named), with its rows.
+
+    Rows without a target are left out.
+
+    Raises:
+        DataRejected: the sources failed validation.
+        NotFoundError: the given dataset version does not exist.
+    """
+    manifest, path = _dataset(loaded, settings, dataset_version)
+    target = loaded.target
+    raw = pq.read_table(path / "data").to_pandas()
+    raw = raw[raw[target].notna()].reset_index(drop=True)
+    X = feature_frame(raw, loaded.contract, loaded.features)
+    y = raw[target]
+    if loaded.spec.task == "classification" and y.dtype == bool:
+        y = y.astype(str)  # "True"/"False" labels keep JSON predictions unambiguous
+    return TrainingData(manifest=manifest, path=path, X=X, y=y)
+
+
+def split(
     frame: pd.DataFrame, y: pd.Series, fraction: float, seed: int, stratify: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """Cut off ``fraction`` of the rows, reproducibly for ``seed``.
+
+    Stratified on ``y`` when asked and every class has at least two rows.
+    """
     from sklearn.model_selection import train_test_split
 
     strat = y if stratify and y.value_counts().min() >= 2 else None
@@ -119,6 +177,164 @@ def _split(
         frame, y, test_size=fraction, random_state=seed, stratify=strat
     )
     return X_a, X_b, y_a, y_b
+
+
+def split_data(data: TrainingData, spec: ModelSpec) -> Splits:
+    """The spec's holdout split, then the search's validation split inside the rest."""
+    seed = spec.split.seed
+    stratify = spec.split.stratify and spec.task == "classification"
+    X_train, X_hold, y_train, y_hold = split(
+        data.X, data.y, spec.split.test_fraction, seed, stratify
+    )
+    X_fit, X_val, y_fit, y_val = split(
+        X_train, y_train, INNER_VALIDATION_FRACTION, seed + 1, stratify
+    )
+    return Splits(X_train, X_hold, y_train, y_hold, X_fit, X_val, y_fit, y_val)
+
+
+def search(
+    loaded: LoadedSpec,
+    settings: Settings,
+    splits: Splits,
+    configs: list[dict[str, Any]],
+    name: str,
+    on_trial_done: Callable[[TrialOutcome], None] | None = None,
+) -> list[TrialOutcome]:
+    """Every configuration as a Ray Tune trial, fitted on the fit split, scored on validation."""
+    return run_search(
+        contract=loaded.contract,
+        features=loaded.features,
+        search=loaded.spec.search,
+        configs=configs,
+        X_fit=splits.X_fit,
+        y_fit=splits.y_fit,
+        X_val=splits.X_val,
+        y_val=splits.y_val,
+        storage=settings.home / "tune",
+        name=name,
+        on_trial_done=on_trial_done,
+    )
+
+
+def refit(loaded: LoadedSpec, best: TrialOutcome, splits: Splits) -> tuple[Any, dict[str, float]]:
+    """The best configuration fitted on the whole training split, and its holdout metrics."""
+    spec = loaded.spec
+    model = build_pipeline(
+        loaded.contract,
+        loaded.features,
+        make_estimator({"estimator": best.estimator, "params": best.params}),
+    )
+    model.fit(splits.X_train, splits.y_train)
+    metrics = holdout_metrics(model, splits.X_hold, splits.y_hold, spec.task, spec.search.metric)
+    return model, metrics
+
+
+def lineage_tags(loaded: LoadedSpec, manifest: versions.Manifest) -> dict[str, str]:
+    """What a version was made from: dataset version, contract, spec and code."""
+    sha = os.environ.get("MLFLEET_GIT_SHA") or git_sha(loaded.path.parent)
+    return {
+        "mlfleet.dataset_version": manifest.version,
+        "mlfleet.contract_sha": loaded.contract.sha,
+        "mlfleet.spec_sha": loaded.sha,
+        "mlfleet.git_sha": sha,
+    }
+
+
+def log_and_register(
+    loaded: LoadedSpec,
+    settings: Settings,
+    *,
+    run_name: str,
+    data: TrainingData,
+    splits: Splits,
+    outcomes: list[TrialOutcome],
+    best: TrialOutcome,
+    model: Any,
+    metrics: dict[str, float],
+    lineage: dict[str, str],
+) -> tuple[str, str]:
+    """The MLflow parent run (with one child run per trial) and the registered version.
+
+    Returns:
+        The run id and the new version number.
+    """
+    spec = loaded.spec
+    experiment = tracking.experiment_id(settings, spec.name)
+    tags = {**lineage, "mlfleet.model": spec.name}
+    with tracking.parent_run(experiment, run_name, tags) as run_id:
+        tracking.log_result(
+            search=spec.search,
+            best=best,
+            outcomes=outcomes,
+            dataset_version=data.manifest.version,
+            rows_train=len(splits.X_train),
+            rows_holdout=len(splits.X_hold),
+            holdout=metrics,
+        )
+        tracking.log_inputs(
+            data_path=data.path,
+            spec_path=loaded.path,
+            train_frame=pd.concat([splits.X_train, splits.y_train], axis=1),
+            target=loaded.target,
+            dataset_name=f"{loaded.contract.name}@{data.manifest.version}",
+            dataset_version=data.manifest.version,
+        )
+        tracking.log_trials(outcomes, run_id, experiment)
+        example = splits.X_train.head(5)
+        version = registry.register_model(
+            model,
+            spec.name,
+            signature=tracking.model_signature(model, example),
+            input_example=example,
+            extra_files={
+                "contract.yaml": loaded.contract.to_yaml(),
+                "profile.json": json.loads((data.path / "profile.json").read_text()),
+                "metrics.json": metrics,
+            },
+        )
+    return run_id, version
+
+
+def champion_score(name: str, version: str, splits: Splits, metric: str) -> float:
+    """The champion re-scored on this training's holdout, so both versions meet on equal terms."""
+    champion = registry.load_pipeline(name, version)
+    return score(champion, splits.X_hold, splits.y_hold, metric)
+
+
+def record_decision(
+    loaded: LoadedSpec,
+    version: str,
+    *,
+    run_id: str,
+    lineage: dict[str, str],
+    metrics: dict[str, float],
+    gate: PromotionDecision,
+    champion: registry.VersionInfo | None,
+    champion_score: float | None,
+) -> None:
+    """Tag the version with its lineage, metrics and gate decision; move the aliases."""
+    spec = loaded.spec
+    new_score = metrics[spec.search.metric]
+    registry.tag_version(
+        spec.name,
+        version,
+        {
+            **lineage,
+            f"mlfleet.metric.{spec.search.metric}": new_score,
+            **{f"mlfleet.holdout.{k}": v for k, v in metrics.items()},
+            "mlfleet.decision": gate.decision,
+            "mlfleet.challenger_score": new_score,
+            "mlfleet.champion_score": "" if champion_score is None else champion_score,
+            "mlfleet.champion_version": "" if champion is None else champion.version,
+            "mlfleet.run_id": run_id,
+            # What serving needs to validate requests without opening the model.
+            "mlfleet.features": json.dumps(loaded.features),
+            "mlfleet.task": spec.task,
+        },
+    )
+    registry.set_challenger(spec.name, version)
+    if gate.promoted:
+        registry.promote(spec.name, version)
 
 
 def train(
@@ -143,146 +359,68 @@ def train(
     registry.configure(settings)
     ensure_ray(settings)
     stage("validating data")
-    manifest, data_path = _dataset(loaded, settings, dataset_version)
+    data = load_data(loaded, settings, dataset_version)
+    splits = split_data(data, spec)
 
-    table = pq.read_table(data_path / "data")
-    features, target = loaded.features, loaded.target
-    raw = table.to_pandas()
-    raw = raw[raw[target].notna()].reset_index(drop=True)
-    X = feature_frame(raw, loaded.contract, features)
-    y = raw[target]
-    if spec.task == "classification" and y.dtype == bool:
-        y = y.astype(str)  # "True"/"False" labels keep JSON predictions unambiguous
-    seed = spec.split.seed
-    X_train, X_hold, y_train, y_hold = _split(
-        X, y, spec.split.test_fraction, seed, spec.split.stratify and spec.task == "classification"
-    )
-    X_fit, X_val, y_fit, y_val = _split(
-        X_train,
-        y_train,
-        INNER_VALIDATION_FRACTION,
-        seed + 1,
-        spec.split.stratify and spec.task == "classification",
-    )
-
-    configs = sample_configs(spec.search, seed)
+    configs = sample_configs(spec.search, spec.split.seed)
     stage(f"searching {len(configs)} configurations on Ray Tune")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    outcomes = run_search(
-        contract=loaded.contract,
-        features=features,
-        search=spec.search,
-        configs=configs,
-        X_fit=X_fit,
-        y_fit=y_fit,
-        X_val=X_val,
-        y_val=y_val,
-        storage=settings.home / "tune",
-        name=f"{spec.name}-{stamp}",
-        on_trial_done=on_trial_done,
-    )
+    outcomes = search(loaded, settings, splits, configs, f"{spec.name}-{stamp}", on_trial_done)
     best = best_outcome(outcomes, spec.search.mode)
 
     stage("refitting the best configuration on the full training split")
-    model = build_pipeline(
-        loaded.contract,
-        features,
-        make_estimator({"estimator": best.estimator, "params": best.params}),
-    )
-    model.fit(X_train, y_train)
-    metrics = holdout_metrics(model, X_hold, y_hold, spec.task, spec.search.metric)
+    model, metrics = refit(loaded, best, splits)
     new_score = metrics[spec.search.metric]
 
     stage("logging to MLflow and registering")
-    experiment = tracking.experiment_id(settings, spec.name)
-    sha = os.environ.get("MLFLEET_GIT_SHA") or git_sha(loaded.path.parent)
-    lineage = {
-        "mlfleet.dataset_version": manifest.version,
-        "mlfleet.contract_sha": loaded.contract.sha,
-        "mlfleet.spec_sha": loaded.sha,
-        "mlfleet.git_sha": sha,
-    }
-    with tracking.parent_run(
-        experiment, f"train-{stamp}", {**lineage, "mlfleet.model": spec.name}
-    ) as run_id:
-        tracking.log_result(
-            search=spec.search,
-            best=best,
-            outcomes=outcomes,
-            dataset_version=manifest.version,
-            rows_train=len(X_train),
-            rows_holdout=len(X_hold),
-            holdout=metrics,
-        )
-        tracking.log_inputs(
-            data_path=data_path,
-            spec_path=loaded.path,
-            train_frame=pd.concat([X_train, y_train], axis=1),
-            target=target,
-            dataset_name=f"{loaded.contract.name}@{manifest.version}",
-            dataset_version=manifest.version,
-        )
-        tracking.log_trials(outcomes, run_id, experiment)
-        example = X_train.head(5)
-        version = registry.register_model(
-            model,
-            spec.name,
-            signature=tracking.model_signature(model, example),
-            input_example=example,
-            extra_files={
-                "contract.yaml": loaded.contract.to_yaml(),
-                "profile.json": json.loads((data_path / "profile.json").read_text()),
-                "metrics.json": metrics,
-            },
-        )
+    lineage = lineage_tags(loaded, data.manifest)
+    run_id, version = log_and_register(
+        loaded,
+        settings,
+        run_name=f"train-{stamp}",
+        data=data,
+        splits=splits,
+        outcomes=outcomes,
+        best=best,
+        model=model,
+        metrics=metrics,
+        lineage=lineage,
+    )
 
     stage("promotion gate")
     champion = registry.alias_version(spec.name, registry.CHAMPION)
-    champion_score: float | None = None
-    if champion is None:
-        promoted, decision = True, "first version: no champion yet"
-    else:
-        old = registry.load_pipeline(spec.name, champion.version)
-        champion_score = score(old, X_hold, y_hold, spec.search.metric)
-        sign = 1 if spec.search.mode == "max" else -1
-        margin = sign * (new_score - champion_score)
-        # Strictly better, by at least the spec's margin: a tie keeps the champion.
-        promoted = margin > 0 and margin >= spec.promotion.min_improvement
-        decision = (
-            f"{'beats' if promoted else 'does not beat'} champion v{champion.version} "
-            f"on the same holdout: {new_score:.4f} vs {champion_score:.4f} "
-            f"(needs +{spec.promotion.min_improvement})"
-        )
-    registry.tag_version(
-        spec.name,
-        version,
-        {
-            **lineage,
-            f"mlfleet.metric.{spec.search.metric}": new_score,
-            **{f"mlfleet.holdout.{k}": v for k, v in metrics.items()},
-            "mlfleet.decision": decision,
-            "mlfleet.challenger_score": new_score,
-            "mlfleet.champion_score": "" if champion_score is None else champion_score,
-            "mlfleet.champion_version": "" if champion is None else champion.version,
-            "mlfleet.run_id": run_id,
-            # What serving needs to validate requests without opening the model.
-            "mlfleet.features": json.dumps(features),
-            "mlfleet.task": spec.task,
-        },
+    old_score = (
+        None
+        if champion is None
+        else champion_score(spec.name, champion.version, splits, spec.search.metric)
     )
-    registry.set_challenger(spec.name, version)
-    if promoted:
-        registry.promote(spec.name, version)
+    gate = promotion_gate(
+        new_score,
+        old_score,
+        spec.search.mode,
+        spec.promotion.min_improvement,
+        None if champion is None else champion.version,
+    )
+    record_decision(
+        loaded,
+        version,
+        run_id=run_id,
+        lineage=lineage,
+        metrics=metrics,
+        gate=gate,
+        champion=champion,
+        champion_score=old_score,
+    )
     return TrainResult(
         name=spec.name,
         version=version,
         run_id=run_id,
-        dataset_version=manifest.version,
+        dataset_version=data.manifest.version,
         metric=spec.search.metric,
         score=new_score,
-        champion_score=champion_score,
-        promoted=promoted,
-        decision=decision,
+        champion_score=old_score,
+        promoted=gate.promoted,
+        decision=gate.decision,
         best={"estimator": best.estimator, "params": best.params, "val_score": best.final_score},
         holdout=metrics,
         trials=len(outcomes),
