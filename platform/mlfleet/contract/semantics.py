@@ -573,6 +573,18 @@ class RowChecker:
 # --- what a model is given ---------------------------------------------------------------
 
 
+def signature_type(col: ColumnSpec, read_as: Any) -> str:
+    """The MLflow signature type of a feature column, given the dtype pandas read it as.
+
+    A pandas reader turns an int column holding nulls into float64: its signature type is
+    then ``double`` (MLflow refuses float input for ``long`` and int64 input for
+    ``double``). Flags are ``boolean``, categories and text ``string``.
+    """
+    if col.type == "int":
+        return "long" if getattr(read_as, "kind", "O") in ("i", "u") else "double"
+    return {"float": "double", "bool": "boolean", "datetime": "datetime"}.get(col.type, "string")
+
+
 def model_frame(
     columns: Mapping[str, Any],
     contract: Contract,

@@ -123,6 +123,9 @@ class TrainingData:
     path: Path
     X: pd.DataFrame
     y: pd.Series
+    # The features as pandas reads the curated Parquet (int64, float64, bool, str): what a
+    # user who loads the training data hands the registered model.
+    read: pd.DataFrame
 
 
 @dataclass
@@ -160,7 +163,8 @@ def load_data(loaded: LoadedSpec, settings: Settings, dataset_version: str | Non
     y = raw[target]
     if loaded.spec.task == "classification" and y.dtype == bool:
         y = y.astype(str)  # "True"/"False" labels keep JSON predictions unambiguous
-    return TrainingData(manifest=manifest, path=path, X=X, y=y)
+    read = raw[[name for name in loaded.features if name in raw]]
+    return TrainingData(manifest=manifest, path=path, X=X, y=y, read=read)
 
 
 def split(
@@ -280,11 +284,11 @@ def log_and_register(
             dataset_version=data.manifest.version,
         )
         tracking.log_trials(outcomes, run_id, experiment)
-        example = splits.X_train.head(5)
+        example = data.read.loc[splits.X_train.index[:5]]
         version = registry.register_model(
             model,
             spec.name,
-            signature=tracking.model_signature(model, example),
+            signature=tracking.model_signature(model, loaded.contract, data.read, example),
             input_example=example,
             extra_files={
                 "contract.yaml": loaded.contract.to_yaml(),

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from mlfleet.contract import semantics
+from mlfleet.contract.schema import Contract
 from mlfleet.settings import Settings
 from mlfleet.spec import SearchSpec
 from mlfleet.training.trials import TrialOutcome
@@ -155,11 +157,24 @@ def log_trials(outcomes: list[TrialOutcome], parent_run_id: str, experiment: str
             )
 
 
-def model_signature(model: Any, example: pd.DataFrame) -> Any:
-    """The signature registered with a version, inferred from example rows and predictions.
+def model_signature(
+    model: Any, contract: Contract, read: pd.DataFrame, example: pd.DataFrame
+) -> Any:
+    """The signature registered with a version: the contract's features, typed as pandas
+    reads the curated training data, so plain ``mlflow.pyfunc`` accepts that very frame.
 
-    The one place that decides the signature: registration takes whatever this returns.
+    The contract decides each column's MLflow type (:func:`semantics.signature_type`);
+    pandas' reading only says whether an int column came back as int64 or, holding nulls,
+    as float64. The outputs are inferred from the model's predictions on ``example``.
     """
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, Schema
 
-    return infer_signature(example, model.predict(example))
+    inputs = Schema(
+        [
+            ColSpec(semantics.signature_type(contract.column(name), read[name].dtype), name)
+            for name in read.columns
+        ]
+    )
+    outputs = infer_signature(model_output=model.predict(example)).outputs
+    return ModelSignature(inputs=inputs, outputs=outputs)
