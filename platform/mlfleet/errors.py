@@ -48,6 +48,12 @@ class SourceError(MlfleetError):
     code = "source_invalid"
 
 
+class SpecError(MlfleetError):
+    """A model spec is missing or invalid, or names what the pipeline cannot use."""
+
+    code = "spec_invalid"
+
+
 class NotFoundError(MlfleetError):
     """A named thing (dataset, version, model) does not exist."""
 

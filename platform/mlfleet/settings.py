@@ -6,12 +6,30 @@ Nothing here runs at import time; call :func:`get_settings` where settings are n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlfleet.errors import SettingsError
-from mlfleet.serving.auth import ApiKey
+
+Scope = Literal["predict", "admin"]
+
+
+class ApiKey(BaseModel):
+    """One configured gateway key: a name for logs, the key's digest and what it may do.
+
+    Only the digest is configured (``mlfleet.serving.auth`` makes keys and checks them).
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the key")
+    scopes: list[Scope] = Field(min_length=1)
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):

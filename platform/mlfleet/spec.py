@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlfleet.contract import semantics
 from mlfleet.contract.schema import Contract, load_contract
-from mlfleet.errors import MlfleetError
+from mlfleet.errors import SpecError
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Only estimators from these modules may be named in a spec: a spec is data, and an
@@ -31,12 +32,6 @@ ALLOWED_ESTIMATOR_PREFIXES = (
     "sklearn.neural_network.",
     "sklearn.dummy.",
 )
-
-
-class SpecError(MlfleetError):
-    """A model spec is missing or invalid."""
-
-    code = "spec_invalid"
 
 
 class _Strict(BaseModel):
@@ -192,6 +187,22 @@ class ModelSpec(_Strict):
     max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
 
 
+def default_features(contract: Contract) -> list[str]:
+    """Every encodable contract column except the target and the keys (ids carry no signal).
+
+    Encodable: the kinds the training pipeline turns into features (numeric and
+    categorical); time and free text are left out.
+    """
+    out = []
+    skip = {contract.target, *(contract.keys or [])}
+    for col in contract.columns:
+        if col.name in skip:
+            continue
+        if semantics.kind(col) in ("numeric", "categorical"):
+            out.append(col.name)
+    return out
+
+
 class LoadedSpec(BaseModel):
     """A spec with its resolved paths, contract and content hash."""
 
@@ -220,8 +231,6 @@ class LoadedSpec(BaseModel):
     @property
     def features(self) -> list[str]:
         """Feature columns in contract order."""
-        from mlfleet.training.features import default_features
-
         if self.spec.features is not None:
             return list(self.spec.features)
         return default_features(self.contract)

@@ -7,7 +7,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 from mlfleet.contract.schema import parse_contract
-from mlfleet.spec import SpecError
+from mlfleet.errors import SpecError
 from mlfleet.training.features import build_pipeline, feature_frame
 from mlfleet.training.trials import TrialOutcome, best_outcome, rung_fractions
 from tests.messy import CONTRACT_YAML

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlfleet.spec import SpecError, load_spec
+from mlfleet.errors import SpecError
+from mlfleet.spec import load_spec
 from mlfleet.training.space import sample_configs
 from tests.messy import CONTRACT_YAML
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from ray import serve
 
+from mlfleet.serving.names import GATEWAY, POOL, dedicated_deployment_name
 from mlfleet.settings import Settings
 from mlfleet.spec import load_spec
 
@@ -28,11 +29,6 @@ class FleetArgs(BaseModel):
     gateway_max_replicas: int = Field(default=2, ge=1)
     pool_min_replicas: int = Field(default=1, ge=1)
     pool_max_replicas: int = Field(default=2, ge=1)
-
-
-def dedicated_deployment_name(model: str) -> str:
-    """Serve deployment name of a dedicated model."""
-    return f"Dedicated-{model}"
 
 
 def _autoscaled(name: str, cpus: float, min_replicas: int, max_replicas: int) -> Any:
@@ -77,14 +73,14 @@ def build_fleet(args: FleetArgs, settings: Settings) -> serve.Application:
             spec.name, settings_json, spec.serving.max_batch_size, spec.serving.batch_wait_timeout_s
         )
 
-    pool = _autoscaled("ModelPool", POOL_CPUS, args.pool_min_replicas, args.pool_max_replicas)(
+    pool = _autoscaled(POOL, POOL_CPUS, args.pool_min_replicas, args.pool_max_replicas)(
         pool_class(settings.max_num_models_per_replica)
     ).bind(settings_json)
 
     ingress = _autoscaled(
-        "Gateway", GATEWAY_CPUS, args.gateway_min_replicas, args.gateway_max_replicas
+        GATEWAY, GATEWAY_CPUS, args.gateway_min_replicas, args.gateway_max_replicas
     )(serve.ingress(app)(Gateway))
     return ingress.bind(pool, dedicated, settings_json)
 
 
-__all__ = ["FleetArgs", "build_fleet", "dedicated_deployment_name"]
+__all__ = ["FleetArgs", "build_fleet"]

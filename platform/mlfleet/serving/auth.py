@@ -9,25 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+# A key entry is the item type of the MLFLEET_API_KEYS setting, so it is defined there.
+from mlfleet.settings import ApiKey
 
-Scope = Literal["predict", "admin"]
 KEY_PREFIX = "mlf_"
-
-
-class ApiKey(BaseModel):
-    """One configured key: a name for logs, the digest and what it may do."""
-
-    name: str = Field(min_length=1, max_length=64)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the key")
-    scopes: list[Scope] = Field(min_length=1)
-
-    @field_validator("sha256", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
 
 
 def digest(key: str) -> str:
@@ -62,3 +48,6 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+__all__ = ["KEY_PREFIX", "ApiKey", "authenticate", "bearer", "digest", "new_key"]

@@ -24,6 +24,7 @@ from mlfleet.serving.auth import ApiKey, authenticate, bearer
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
 from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
 from mlfleet.serving.models import predict as predict_with
+from mlfleet.serving.names import POOL, dedicated_deployment_name
 from mlfleet.serving.schemas import PredictRequest, PredictResponse, RequestInvalid, RowValidator
 from mlfleet.settings import Settings
 
@@ -387,9 +388,7 @@ class Gateway:
 
 
 def _deployment_of(name: str, dedicated: dict[str, Any]) -> str:
-    from mlfleet.serving.app import dedicated_deployment_name
-
-    return dedicated_deployment_name(name) if name in dedicated else "ModelPool"
+    return dedicated_deployment_name(name) if name in dedicated else POOL
 
 
 def _replica_counts() -> dict[str, int]:

@@ -16,7 +16,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlfleet.contract import semantics
 from mlfleet.contract.schema import Contract
-from mlfleet.spec import SpecError
+from mlfleet.errors import SpecError
 
 MISSING_CATEGORY = "__missing__"
 
@@ -41,18 +41,6 @@ def feature_kinds(contract: Contract, features: list[str]) -> tuple[list[str], l
                 "leave it out of `features` (datetime and free text are not encoded)"
             )
     return numeric, categorical
-
-
-def default_features(contract: Contract) -> list[str]:
-    """Every encodable contract column except the target and the keys (ids carry no signal)."""
-    out = []
-    skip = {contract.target, *(contract.keys or [])}
-    for col in contract.columns:
-        if col.name in skip:
-            continue
-        if semantics.kind(col) in ("numeric", "categorical"):
-            out.append(col.name)
-    return out
 
 
 def build_pipeline(contract: Contract, features: list[str], estimator: Any) -> Pipeline:
