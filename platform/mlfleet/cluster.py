@@ -29,7 +29,7 @@ START_TIMEOUT_S = 120.0
 
 
 class ClusterError(MlfleetError):
-    """The local head could not be started or reached."""
+    """A Ray cluster (mlfleet's local head or the one named) could not be started or reached."""
 
     code = "cluster_unavailable"
     exit_code = 1

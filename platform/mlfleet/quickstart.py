@@ -99,7 +99,7 @@ def serve_fleet(specs_dir: Path, settings: Settings) -> None:
     """Step 4: serve the fleet with a fresh admin key and show it answering."""
     import httpx
 
-    from mlfleet.cli.serve import _connect, up_fleet
+    from mlfleet.serving import deploy
     from mlfleet.serving.auth import ApiKey, digest, new_key
 
     key = new_key()
@@ -113,8 +113,7 @@ def serve_fleet(specs_dir: Path, settings: Settings) -> None:
     print(
         "\n== 4. serve the fleet behind one gateway (a local Ray head that stays up)\n", flush=True
     )
-    _connect(settings, start=True)
-    url = up_fleet(settings, specs_dir, settings.serve_port)
+    url = deploy.up(settings, specs_dir, notify=print).url
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
         for name, row in EXAMPLE_ROWS.items():

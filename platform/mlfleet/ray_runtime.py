@@ -1,6 +1,7 @@
 """Connecting to Ray the same way everywhere: an explicit address, or an embedded cluster.
 
 Never ``address="auto"``: on a shared host it silently joins whichever cluster it finds.
+mlfleet's own detached head (``mlfleet.cluster``) is joined by its recorded address.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
+from mlfleet.cluster import ClusterError
 from mlfleet.settings import Settings
 
 NAMESPACE = "mlfleet"
@@ -23,24 +25,40 @@ def prepare_ray_env() -> None:
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
-def ensure_ray(settings: Settings) -> None:
-    """Initialise Ray once per process from settings (no-op when already connected)."""
+def connect(settings: Settings, address: str = "") -> None:
+    """Join Ray once per process (a no-op when already connected): the one way mlfleet does.
+
+    Args:
+        settings: MLFLEET_RAY_ADDRESS, and the CPUs of an embedded cluster.
+        address: The cluster to join (``host:port`` of its GCS); empty means
+            MLFLEET_RAY_ADDRESS, and when that is empty too an embedded cluster starts and
+            lives as long as this process.
+
+    Raises:
+        ClusterError: the named cluster cannot be reached.
+    """
     import ray
 
     if ray.is_initialized():
         return
     # Ray 2.60 warns on every start that token auth is on; that is the default we want.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-    if settings.ray_address:
-        ray.init(
-            address=settings.ray_address,
-            namespace=NAMESPACE,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+    address = address or settings.ray_address
+    if address:
+        try:
+            ray.init(
+                address=address,
+                namespace=NAMESPACE,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        except (ConnectionError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0][:200]
+            raise ClusterError(
+                f"cannot connect to the Ray cluster at {address}: {reason}"
+            ) from None
     else:
-        # An embedded cluster lives as long as this process; the dashboard is only needed
-        # for Jobs and `serve deploy`, and costs ~1 GB and 2 s here.
+        # The dashboard is only needed for Jobs and `serve deploy`, and costs ~1 GB and 2 s.
         ray.init(
             num_cpus=settings.ray_num_cpus,
             include_dashboard=False,
@@ -49,6 +67,16 @@ def ensure_ray(settings: Settings) -> None:
             log_to_driver=False,
             configure_logging=True,
         )
+
+
+def ensure_ray(settings: Settings) -> None:
+    """:func:`connect` for Ray Data and Tune work: MLFLEET_RAY_ADDRESS or an embedded Ray,
+    with Ray Data's own progress output off (no-op when already connected)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    connect(settings)
     quiet_ray_data()
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mlfleet.cli.serve import fast_serve_env
 from mlfleet.serving.auth import digest
+from mlfleet.serving.deploy import fast_serve_env
 from mlfleet.serving.inline import InlineModels
 from mlfleet.settings import get_settings
 

@@ -1,0 +1,234 @@
+"""Deploying the fleet on Ray: the flags of the heads mlfleet starts, fleet up, status, down.
+
+`mlfleet serve up/status`, `mlfleet down` and the quickstart call these functions and
+print what they return. The fleet runs on MLFLEET_RAY_ADDRESS when it is set, else on a
+local head mlfleet starts (``mlfleet.cluster``: detached, bound to 127.0.0.1, stopped by
+`mlfleet down`), joined through ``mlfleet.ray_runtime.connect`` like every other Ray use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlfleet import cluster
+from mlfleet.errors import MlfleetError
+from mlfleet.ray_runtime import connect
+from mlfleet.serving.names import APP_NAME
+from mlfleet.settings import Settings
+
+READY_TIMEOUT_S = 300.0
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+Notify = Callable[[str], None]
+"""Receives what a user should know while the fleet deploys (one plain-text line)."""
+
+
+def _silent(_message: str) -> None:
+    """The default :data:`Notify`: say nothing."""
+
+
+class ServeError(MlfleetError):
+    """The fleet could not be deployed or reached."""
+
+    code = "serve_failed"
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A deployed fleet: where its gateway answers and what fronts it."""
+
+    url: str
+    ingress: str  # see ingress()
+
+
+def fast_serve_env(settings: Settings) -> dict[str, str]:
+    """Ray Serve's fast path, on by default for heads mlfleet starts (see README, Serving).
+
+    ``RAY_SERVE_THROUGHPUT_OPTIMIZED``: gRPC between deployments, direct ingress into the
+    gateway replica, no per-request access logs, no user-code thread hop.
+    ``RAY_SERVE_ENABLE_HA_PROXY``: HAProxy forwards HTTP straight to the gateway replica's
+    own port instead of through Serve's Python proxy actor. It binds replica ports on every
+    interface, so it is used only when API keys protect the gateway. Its files and ports are
+    the head's own (Ray's defaults, /tmp/haproxy-serve and ports 9101/8404, are shared by
+    every cluster on the host).
+    """
+    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    if settings.serve_haproxy and settings.api_keys:
+        # Ray adds the node id (56 characters) below this folder, and HAProxy takes admin
+        # socket paths of at most 97 bytes: keep the base short.
+        digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
+        base = Path("/tmp") / f"mlfh-{digest}"
+        env.update(
+            {
+                "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+                "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+                "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
+                "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+                "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
+                # Ray's fixed defaults (9101, 8404) would collide between two clusters.
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(cluster.free_port()),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(cluster.free_port()),
+            }
+        )
+    return env
+
+
+def connect_fleet(settings: Settings, *, start: bool, notify: Notify = _silent) -> str:
+    """Join the cluster the fleet runs on and return its address.
+
+    That is MLFLEET_RAY_ADDRESS when set, else the head mlfleet started earlier, else (with
+    ``start``) a new local head started with :func:`fast_serve_env`.
+
+    Raises:
+        ServeError: nothing runs and ``start`` is false.
+        ClusterError: the head did not start, or the cluster cannot be reached.
+    """
+    if settings.ray_address:
+        address = settings.ray_address
+    else:
+        head = cluster.running_head(settings)
+        if head is None:
+            if not start:
+                raise ServeError(
+                    "no fleet is running (no MLFLEET_RAY_ADDRESS and no head "
+                    "started by `mlfleet serve up`)"
+                )
+            notify(
+                "starting a local Ray head on 127.0.0.1 (it outlives this "
+                "command; `mlfleet down` stops it)"
+            )
+            head = cluster.start_head(settings, fast_serve_env(settings))
+        address = head.gcs_address
+    connect(settings, address)
+    return address
+
+
+def ingress(settings: Settings) -> str:
+    """``haproxy`` or ``serve-proxy`` on mlfleet's own head; ``unknown`` on another cluster."""
+    head = cluster.running_head(settings)
+    if head is None:
+        return "unknown"
+    return "haproxy" if head.haproxy else "serve-proxy"
+
+
+def _gateway_host(settings: Settings, notify: Notify) -> str:
+    """Where the gateway binds: MLFLEET_SERVE_HOST, but only 127.0.0.1 without API keys."""
+    host = settings.serve_host
+    if not settings.api_keys and host not in LOCAL_HOSTS:
+        notify(f"no API keys configured: binding 127.0.0.1, not {host}")
+        return "127.0.0.1"
+    if not settings.api_keys:
+        notify(
+            "no API keys configured (MLFLEET_API_KEYS): authentication is off "
+            "and the gateway listens on 127.0.0.1 only"
+        )
+    return host
+
+
+def _wait_healthy(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ServeError(f"the gateway did not answer on {url} within {timeout:.0f}s")
+
+
+def up(
+    settings: Settings, specs: Path, port: int | None = None, *, notify: Notify = _silent
+) -> Fleet:
+    """Deploy (or update) the fleet of the specs in ``specs``; return once the gateway answers.
+
+    Joins the fleet's cluster, starting a local head when none runs (:func:`connect_fleet`).
+
+    Args:
+        settings: Keys, host, port and where the cluster is.
+        specs: Folder of model specs (``*/model.yaml``).
+        port: The gateway's HTTP port (default MLFLEET_SERVE_PORT).
+        notify: Told what a user should know: a head starting, authentication off.
+
+    Raises:
+        ServeError: the head fronts Serve with HAProxy and no API keys are set, or the
+            gateway did not answer within ``READY_TIMEOUT_S``.
+        ClusterError: the head did not start, or the cluster cannot be reached.
+    """
+    from ray import serve
+
+    from mlfleet.serving.app import FleetArgs, build_fleet
+
+    connect_fleet(settings, start=True, notify=notify)
+    via = ingress(settings)
+    if via == "haproxy" and not settings.api_keys:
+        raise ServeError(
+            "this head fronts Serve with HAProxy, which opens replica ports on every "
+            "interface: set MLFLEET_API_KEYS, or `mlfleet down` and serve up again without keys"
+        )
+    host = _gateway_host(settings, notify)
+    port = port or settings.serve_port
+    serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
+    application = build_fleet(FleetArgs(specs_dir=str(specs)), settings)
+    serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{host}:{port}"
+    _wait_healthy(url, READY_TIMEOUT_S)
+    return Fleet(url=url, ingress=via)
+
+
+def _value(state: Any) -> str:
+    """The text of a Serve status enum (or of a plain string)."""
+    return str(getattr(state, "value", state))
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """The fleet application's status, its ingress and its deployments with their replicas.
+
+    ``application`` is None when no fleet is deployed on the running cluster.
+
+    Raises:
+        ServeError: no cluster runs the fleet.
+    """
+    from ray import serve
+
+    connect_fleet(settings, start=False)
+    app_status = serve.status().applications.get(APP_NAME)
+    out: dict[str, Any] = {"application": None, "ingress": ingress(settings), "deployments": {}}
+    if app_status is not None:
+        out["application"] = _value(app_status.status)
+        for name, dep in app_status.deployments.items():
+            out["deployments"][name] = {
+                "status": _value(dep.status),
+                "replicas": {_value(k): v for k, v in dep.replica_states.items()},
+            }
+    return out
+
+
+def down(settings: Settings) -> list[str]:
+    """Remove the fleet and stop the head mlfleet started; returns what was stopped."""
+    import ray
+    from ray import serve
+
+    head = cluster.running_head(settings)
+    if head is not None:
+        # Stopping the head stops Serve with it; no need to wait for a graceful shutdown.
+        cluster.stop_head(head)
+        cluster.forget_head(settings)
+        return [f"the fleet and the local Ray head mlfleet started (pid {head.pid})"]
+    if settings.ray_address:
+        connect_fleet(settings, start=False)
+        try:
+            serve.delete(APP_NAME)
+        finally:
+            ray.shutdown()
+        return [f"the fleet application on {settings.ray_address}"]
+    return []
