@@ -28,7 +28,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 setup: $(VENV)/.synced
 
 quickstart: setup
-	$(VENV)/bin/python -m mlfleet.quickstart
+	$(VENV)/bin/python -m examples.quickstart
 
 test: setup
 	$(VENV)/bin/python -m pytest tests

@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from mlfleet.quickstart import EXAMPLE_ROWS
+from examples.quickstart import EXAMPLE_ROWS
 from tests.conftest import REPO
 from tests.e2e.cli import run_cli
 from tests.integration.test_serving import free_port

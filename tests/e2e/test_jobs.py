@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlfleet.quickstart import EXAMPLE_ROWS
+from examples.quickstart import EXAMPLE_ROWS
 from tests.conftest import REPO
 from tests.e2e.cli import run_cli
 from tests.messy import CONTRACT_YAML, diabetes_spec_copy, write_sources

@@ -1,10 +1,11 @@
 """Example data for the quickstart: real penguins split into three messy sources.
 
-The Palmer penguins (shipped inside the ``palmerpenguins`` package, nothing downloaded)
-arrive the way a team receives them: a website export (CSV with stray spaces, mixed case
-and "NA" strings), a mobile app's event log (JSON lines with a field the contract does
-not know and a number typed as text) and an operational database (SQLite), with a few
-records sent twice across systems and a few impossible measurements.
+The Palmer penguins (shipped inside the ``palmerpenguins`` package, of the ``examples``
+dependency group; nothing is downloaded) arrive the way a team receives them: a website
+export (CSV with stray spaces, mixed case and "NA" strings), a mobile app's event log
+(JSON lines with a field the contract does not know and a number typed as text) and an
+operational database (SQLite), with a few records sent twice across systems and a few
+impossible measurements.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def write_sklearn_sources(specs_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    # Regenerate the committed example sources: python -m mlfleet.demo [OUT_DIR]
+    # Regenerate the committed example sources: python -m examples.demo [OUT_DIR]
     import sys
 
     specs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("specs")
