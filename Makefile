@@ -14,7 +14,7 @@ export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 help:
 	@echo "make quickstart   validate the example fleet's data end to end (local Ray)"
 	@echo "make test         run the test suite"
-	@echo "make lint         ruff + mypy"
+	@echo "make lint         ruff + mypy + import contracts (pyproject.toml)"
 	@echo "make bench        side-by-side benchmarks (slow)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -37,6 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 bench: bench-validate
 
