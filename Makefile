@@ -12,7 +12,7 @@ export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 .PHONY: help setup quickstart test lint bench bench-validate clean
 
 help:
-	@echo "make quickstart   validate the example fleet's data end to end (local Ray)"
+	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
 	@echo "make test         run the test suite"
 	@echo "make lint         ruff + mypy + import contracts (pyproject.toml)"
 	@echo "make bench        side-by-side benchmarks (slow)"

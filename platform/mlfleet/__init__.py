@@ -1,3 +1,3 @@
-"""mlfleet: validated data, tracked training, one serving fleet and drift monitoring on Ray."""
+"""mlfleet: validated data, tracked training and one serving fleet on Ray (no drift monitor yet)."""
 
 __version__ = "0.1.0"

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=Path(".mlfleet"),
-        description="Root folder for datasets, the MLflow SQLite store and monitor state.",
+        description="Root folder for datasets, the MLflow SQLite store and a local head's state.",
     )
     ray_address: str = Field(
         default="",

@@ -18,7 +18,7 @@ from mlfleet.spec import load_spec
 
 GATEWAY_CPUS = 0.25
 POOL_CPUS = 0.25
-MAX_ONGOING = 32  # Serve's default of 5 left a third of the CPU idle here (GROUND.md)
+MAX_ONGOING = 32  # Serve's default of 5 left a third of 2 CPUs idle under load (Ray 2.60)
 
 
 class FleetArgs(BaseModel):
