@@ -118,7 +118,7 @@ def ingress(settings: Settings) -> str:
     return "haproxy" if head.haproxy else "serve-proxy"
 
 
-def _gateway_host(settings: Settings, notify: Notify) -> str:
+def gateway_host(settings: Settings, notify: Notify = _silent) -> str:
     """Where the gateway binds: MLFLEET_SERVE_HOST, but only 127.0.0.1 without API keys."""
     host = settings.serve_host
     if not settings.api_keys and host not in LOCAL_HOSTS:
@@ -175,7 +175,7 @@ def up(
             "this head fronts Serve with HAProxy, which opens replica ports on every "
             "interface: set MLFLEET_API_KEYS, or `mlfleet down` and serve up again without keys"
         )
-    host = _gateway_host(settings, notify)
+    host = gateway_host(settings, notify)
     port = port or settings.serve_port
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
     application = build_fleet(FleetArgs(specs_dir=str(specs)), settings)
@@ -198,9 +198,9 @@ def status(settings: Settings) -> dict[str, Any]:
     Raises:
         ServeError: no cluster runs the fleet.
     """
+    connect_fleet(settings, start=False)
     from ray import serve
 
-    connect_fleet(settings, start=False)
     app_status = serve.status().applications.get(APP_NAME)
     out: dict[str, Any] = {"application": None, "ingress": ingress(settings), "deployments": {}}
     if app_status is not None:
@@ -215,9 +215,6 @@ def status(settings: Settings) -> dict[str, Any]:
 
 def down(settings: Settings) -> list[str]:
     """Remove the fleet and stop the head mlfleet started; returns what was stopped."""
-    import ray
-    from ray import serve
-
     head = cluster.running_head(settings)
     if head is not None:
         # Stopping the head stops Serve with it; no need to wait for a graceful shutdown.
@@ -225,6 +222,9 @@ def down(settings: Settings) -> list[str]:
         cluster.forget_head(settings)
         return [f"the fleet and the local Ray head mlfleet started (pid {head.pid})"]
     if settings.ray_address:
+        import ray
+        from ray import serve
+
         connect_fleet(settings, start=False)
         try:
             serve.delete(APP_NAME)
