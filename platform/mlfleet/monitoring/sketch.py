@@ -19,8 +19,10 @@ import pandas as pd
 
 from mlfleet.monitoring.reference import PREDICTION, ColumnReference, MonitorReference
 
-# Below this many rows a Python loop over a dict beats numpy's unique for categories.
+# Below this many rows a Python loop over a dict beats pandas' factorize for categories.
 _SMALL = 64
+# Up to this many edges, comparing with each edge beats a binary search (see _NumericBins).
+_FEW_EDGES = 64
 
 
 @dataclass
@@ -87,9 +89,21 @@ class _NumericBins:
         assert ref.edges is not None
         self.lo, self.hi = float(ref.edges[0]), float(ref.edges[-1])
         self.inner = np.ascontiguousarray(ref.edges[1:-1])
+        self.lower = [float(e) for e in ref.edges[:-1]]
         self.slots = ref.slots
 
     def count(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+        if len(self.lower) <= _FEW_EDGES:
+            # slot = #{lower edges <= x} + (x > hi): branch-free passes, ~5x faster than
+            # searchsorted on a profile's ~20 edges. NaN compares false: it lands in slot 0.
+            slot = np.zeros(values.size, np.uint8)
+            for edge in self.lower:
+                slot += values >= edge
+            slot += values > self.hi
+            counts = np.bincount(slot, minlength=self.slots)
+            nulls = int(np.count_nonzero(np.isnan(values)))
+            counts[0] -= nulls
+            return counts, nulls
         present = ~np.isnan(values)
         x = values[present]
         slot = np.searchsorted(self.inner, x, side="right") + 1
@@ -105,9 +119,9 @@ class _CategoryBins:
         self.other = len(ref.categories)
         self.slots = ref.slots
 
-    def count(self, values: Sequence[Any]) -> tuple[np.ndarray, int]:
-        counts = np.zeros(self.slots, np.int64)
+    def count(self, values: Sequence[Any] | pd.Series) -> tuple[np.ndarray, int]:
         if len(values) <= _SMALL:
+            counts = np.zeros(self.slots, np.int64)
             nulls = 0
             for v in values:
                 if v is None or (isinstance(v, float) and v != v):
@@ -115,12 +129,18 @@ class _CategoryBins:
                 else:
                     counts[self.slot_of.get(str(v), self.other)] += 1
             return counts, nulls
-        series = pd.Series(values, dtype=object)
-        present = series[series.notna()].astype(str)
-        uniques, inverse = np.unique(present.to_numpy(dtype=str), return_inverse=True)
-        slots = np.fromiter((self.slot_of.get(u, self.other) for u in uniques), np.int64)
-        np.add.at(counts, slots[inverse], 1)
-        return counts, int(len(values) - len(present))
+        # Hashing (factorize) instead of sorting text: ~4 ms per 100k rows instead of ~50.
+        series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+        codes, uniques = pd.factorize(series)
+        if not all(isinstance(u, str) for u in uniques):
+            # 1, 1.0 and True hash alike: compare such values by their text, as slots do.
+            codes, uniques = pd.factorize(series.astype(str).where(series.notna()))
+        slots = np.fromiter(
+            (self.slot_of.get(u, self.other) for u in uniques), np.int64, len(uniques)
+        )
+        present = codes[codes >= 0]
+        counts = np.bincount(slots[present], minlength=self.slots).astype(np.int64)
+        return counts, int(codes.size - present.size)
 
 
 class Binner:
@@ -159,7 +179,7 @@ class Binner:
                 values = column.to_numpy(dtype=np.float64, na_value=np.nan)
                 out.columns[ref.name], out.nulls[ref.name] = bins.count(values)
             else:
-                out.columns[ref.name], out.nulls[ref.name] = bins.count(column.tolist())
+                out.columns[ref.name], out.nulls[ref.name] = bins.count(column)
         pred_bins = self._bins[PREDICTION]
         if isinstance(pred_bins, _NumericBins):
             values = np.asarray(
@@ -167,7 +187,7 @@ class Binner:
             )
             out.columns[PREDICTION], out.nulls[PREDICTION] = pred_bins.count(values)
         else:
-            out.columns[PREDICTION], out.nulls[PREDICTION] = pred_bins.count(list(predictions))
+            out.columns[PREDICTION], out.nulls[PREDICTION] = pred_bins.count(predictions)
         calibration = self.reference.calibration
         if probabilities is not None and calibration is not None and len(probabilities):
             top = np.max(np.asarray(probabilities, dtype=np.float64), axis=1)
