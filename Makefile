@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup quickstart test lint bench bench-validate clean
+.PHONY: help setup quickstart test lint bench bench-validate bench-drift clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
@@ -39,10 +39,14 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
-bench: bench-validate
+bench: bench-validate bench-drift
 
 bench-validate: setup
 	$(VENV)/bin/python benchmarks/bench_validate.py
+
+# Evidently runs in its own uv environment (it needs pandas < 3), never in the project's.
+bench-drift: setup
+	$(VENV)/bin/python benchmarks/bench_drift.py --uv $(UV)
 
 clean:
 	rm -rf .mlfleet .pytest_cache

@@ -47,10 +47,10 @@ Verdict = Literal["ok", "warning", "drift", "insufficient"]
 ModelStatus = Literal["ok", "warning", "drift", "insufficient"]
 Direction = Literal["above", "below"]
 
-# A slot holding nothing on one side gets this share instead of 0 in PSI (as Evidently
-# does), so the log stays finite: the reference's underflow, overflow and `other` slots are
-# empty by construction, and a current window that puts 1% of its rows there adds
-# 0.01 * ln(0.01 / 1e-4) ≈ 0.046 to the PSI, a 10% share ≈ 0.69.
+# A slot holding nothing on one side gets this share instead of 0 in PSI (Evidently uses
+# the same floor), so the log stays finite: the reference's underflow, overflow and
+# `other` slots are empty by construction, and a current window that puts 1% of its rows
+# there adds 0.01 * ln(0.01 / 1e-4) ≈ 0.046 to the PSI, a 10% share ≈ 0.69.
 PSI_EPSILON = 1e-4
 
 MIN_ROWS = 200  # no verdict on a feature with fewer non-null values in the window
@@ -77,8 +77,8 @@ def _shares(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
     """Population stability index ``Σ (q - p) ln(q / p)`` of the slot shares.
 
-    Shares of empty slots are raised to :data:`PSI_EPSILON` on either side (not
-    renormalised), so a slot empty on both sides adds nothing.
+    Shares below :data:`PSI_EPSILON` (empty slots in particular) count as that much on
+    either side, without renormalising, so a slot empty on both sides adds nothing.
     """
     p, q = _shares(reference, current)
     p, q = np.maximum(p, PSI_EPSILON), np.maximum(q, PSI_EPSILON)
