@@ -36,7 +36,6 @@ def result(
 def test_counts_reconcile_exactly(result: ValidationResult) -> None:
     m = result.manifest
     assert (m.rows_in, m.rows_valid, m.rows_quarantined) == (21, 7, 14)
-    assert m.rows_in == m.rows_valid + m.rows_quarantined
     assert m.reasons == {
         "below_min": 2,
         "type": 3,
@@ -121,6 +120,19 @@ def test_profile_and_report(result: ValidationResult) -> None:
     assert "customers" in html and "not_in_values" in html and "<script" not in html
 
 
+def test_timings_cover_every_step_and_part_of_a_batch(result: ValidationResult) -> None:
+    t = result.timings
+    steps = ["hash_sources", "ray", "read_check", "dedup", "profile", "report", "publish"]
+    assert list(t.wall_s) == [*steps, "total"]
+    assert t.wall_s["total"] >= sum(t.wall_s[s] for s in steps) > 0
+    parts = {"check", "quarantine", "write", "key_hashes", "sketches"}
+    assert set(t.cpu_s) == parts | {"batches", "between_batches", "dedup"}
+    assert all(t.cpu_s[p] > 0 for p in parts)  # every source has valid and rejected rows
+    assert t.cpu_s["batches"] >= sum(t.cpu_s[p] for p in parts)
+    assert t.cpu_s["dedup"] > 0  # two files held duplicates
+    assert t.batches >= 3 and t.workers >= 1  # at least one batch per source
+
+
 def test_revalidation_is_idempotent_and_content_addressed(
     result: ValidationResult, sources: list[str], tmp_path: Path
 ) -> None:
@@ -129,6 +141,7 @@ def test_revalidation_is_idempotent_and_content_addressed(
     again = validate(contract, sources, settings, max_quarantine_fraction=0.05)
     assert again.reused and again.manifest.version == result.manifest.version
     assert again.manifest.created_at == result.manifest.created_at
+    assert list(again.timings.wall_s) == ["hash_sources", "total"] and again.timings.batches == 0
     # Same bytes elsewhere: same version; one changed byte: a new version.
     moved = write_sources(tmp_path / "copy")
     assert validate(contract, moved, settings).manifest.version == result.manifest.version

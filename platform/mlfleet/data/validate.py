@@ -8,16 +8,23 @@ valid rows' key hashes. The driver finds duplicates across all sources from the 
 alone; Ray tasks then rewrite the files holding them and return the statistics of the
 rows they moved, which are subtracted, so the profile stays exact without reading the
 data again. No row ever travels to the driver.
+
+Every call also reports where its time went (:class:`Timings`): the driver's wall clock per
+step, and the workers' CPU per part of a batch, summed in the same per-batch summaries.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,57 @@ EXAMPLES_PER_RULE = 3
 Progress = Callable[[int], None]
 
 
+class _Clock:
+    """Seconds per named part of the work, summed over calls; two clock reads a part."""
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self.read = read
+        self.started = read()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = self.read()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + self.read() - start
+
+
+@dataclass
+class Timings:
+    """Where one ``validate`` call spent its time: diagnostics, not part of the dataset version.
+
+    Attributes:
+        wall_s: Seconds on the driver's clock per step, in order: ``hash_sources``, ``ray``
+            (connecting to it or starting it), ``read_check`` (the streaming pass: read,
+            check and write every batch), ``dedup``, ``profile``, ``report``, ``publish``;
+            and ``total``. A reused version has only ``hash_sources`` and ``total``.
+        cpu_s: CPU seconds of the Ray workers (every thread of each), summed over batches:
+            ``check``, ``quarantine``, ``write`` (curated and quarantine Parquet),
+            ``key_hashes``, ``sketches`` (profile statistics), ``batches`` (the whole
+            transform, those parts included), ``between_batches`` (a worker's CPU between
+            two of its batches: reading the next block and Ray Data's own work) and
+            ``dedup`` (rewriting the files that held duplicates).
+        batches: Batches validated.
+        workers: Worker processes that validated them.
+    """
+
+    wall_s: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    workers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, rounded to 0.1 ms."""
+        return {
+            "wall_s": {k: round(v, 4) for k, v in self.wall_s.items()},
+            "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
+            "batches": self.batches,
+            "workers": self.workers,
+        }
+
+
 @dataclass
 class BatchSummary:
     """What one validated batch reports back to the driver (small: no rows)."""
@@ -56,15 +114,20 @@ class BatchSummary:
     partials: dict[str, profile.ColumnPartial] = field(default_factory=dict)
     orders: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    worker: int = 0  # pid
+    cpu_start: float = 0.0  # the worker's CPU clock when the batch came in and went out
+    cpu_end: float = 0.0
 
 
 @dataclass
 class ValidationResult:
-    """The outcome of ``validate``: the manifest and where the version lives."""
+    """The outcome of ``validate``: the manifest, where the version lives, where time went."""
 
     manifest: versions.Manifest
     path: Path
     reused: bool = False
+    timings: Timings = field(default_factory=Timings)
 
 
 def _pack(obj: object) -> pa.Table:
@@ -84,11 +147,13 @@ def validate_batch(
     batch: pa.Table, *, contract: Contract, out_dir: str, labels: list[str]
 ) -> pa.Table:
     """Ray Data transform: validate one raw batch, write its outputs, return a summary."""
+    cpu = _Clock(time.process_time)
     src = int(batch.column(SRC_COLUMN)[0].as_py())
     batch = batch.drop_columns([SRC_COLUMN])
     row_numbers = batch.column(semantics.ROW_COLUMN).combine_chunks()
     first_row = int(row_numbers[0].as_py())
-    checked = semantics.check_batch(batch, contract)
+    with cpu.part("check"):
+        checked = semantics.check_batch(batch, contract)
     name = _file_name(src, first_row)
     summary = BatchSummary(
         src=src, first_row=first_row, rows_in=batch.num_rows, rows_valid=0, data_file=None
@@ -96,44 +161,62 @@ def validate_batch(
 
     bad_rows = np.nonzero(checked.bad)[0]
     if bad_rows.size:
-        quarantined = quarantine.quarantine_rows(
-            batch, checked, contract, bad_rows, labels[src], row_numbers
-        )
-        pq.write_table(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
-        for (column, code), mask in checked.failures.items():
-            hit = np.nonzero(mask)[0]
-            summary.failures[(column, code)] += int(hit.size)
-            raw_col = quarantined.column(column) if column in quarantined.column_names else None
-            examples = []
-            for pos in hit[:EXAMPLES_PER_RULE]:
-                q_pos = int(np.searchsorted(bad_rows, pos))
-                value = raw_col[q_pos].as_py() if raw_col is not None else None
-                if raw_col is None:  # an unknown column: its value sits in _extra
-                    value = quarantined.column(semantics.EXTRA_COLUMN)[q_pos].as_py()
-                examples.append(
-                    {
-                        "source": labels[src],
-                        "row": int(row_numbers[int(pos)].as_py()),
-                        "value": value,
-                    }
-                )
-            summary.examples[(column, code)] = examples
-        codes: Counter[str] = Counter()
-        for reasons in quarantined.column(semantics.REASONS_COLUMN).to_pylist():
-            codes.update(reasons)
-        summary.reasons = codes
+        with cpu.part("quarantine"):
+            quarantined = _quarantine(
+                batch, checked, contract, bad_rows, row_numbers, labels[src], summary
+            )
+        with cpu.part("write"):
+            pq.write_table(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
 
     good = ~checked.bad
     valid = checked.typed.filter(pa.array(good)) if bad_rows.size else checked.typed
     summary.rows_valid = valid.num_rows
     if valid.num_rows:
-        pq.write_table(valid, f"{out_dir}/{DATA_DIR}/{name}")
+        with cpu.part("write"):
+            pq.write_table(valid, f"{out_dir}/{DATA_DIR}/{name}")
         summary.data_file = name
-        valid_rows = row_numbers.filter(pa.array(good)) if bad_rows.size else row_numbers
-        summary.orders = dedup.row_orders(src, valid_rows.to_numpy())
-        summary.hashes = dedup.key_hashes(valid, contract.keys)
-        summary.partials = _partials(valid, contract)
+        with cpu.part("key_hashes"):
+            valid_rows = row_numbers.filter(pa.array(good)) if bad_rows.size else row_numbers
+            summary.orders = dedup.row_orders(src, valid_rows.to_numpy())
+            summary.hashes = dedup.key_hashes(valid, contract.keys)
+        with cpu.part("sketches"):
+            summary.partials = _partials(valid, contract)
+    summary.worker, summary.cpu_start, summary.cpu_end = os.getpid(), cpu.started, cpu.read()
+    summary.cpu_s = {**cpu.seconds, "batches": summary.cpu_end - summary.cpu_start}
     return _pack(summary)
+
+
+def _quarantine(
+    batch: pa.Table,
+    checked: semantics.CheckedBatch,
+    contract: Contract,
+    bad_rows: np.ndarray,
+    row_numbers: pa.Array,
+    label: str,
+    summary: BatchSummary,
+) -> pa.Table:
+    """The quarantine table of a batch's rejected rows; their counts and examples go to
+    ``summary``."""
+    quarantined = quarantine.quarantine_rows(batch, checked, contract, bad_rows, label, row_numbers)
+    for (column, code), mask in checked.failures.items():
+        hit = np.nonzero(mask)[0]
+        summary.failures[(column, code)] += int(hit.size)
+        raw_col = quarantined.column(column) if column in quarantined.column_names else None
+        examples = []
+        for pos in hit[:EXAMPLES_PER_RULE]:
+            q_pos = int(np.searchsorted(bad_rows, pos))
+            value = raw_col[q_pos].as_py() if raw_col is not None else None
+            if raw_col is None:  # an unknown column: its value sits in _extra
+                value = quarantined.column(semantics.EXTRA_COLUMN)[q_pos].as_py()
+            examples.append(
+                {"source": label, "row": int(row_numbers[int(pos)].as_py()), "value": value}
+            )
+        summary.examples[(column, code)] = examples
+    codes: Counter[str] = Counter()
+    for reasons in quarantined.column(semantics.REASONS_COLUMN).to_pylist():
+        codes.update(reasons)
+    summary.reasons = codes
+    return quarantined
 
 
 def _partials(table: pa.Table, contract: Contract) -> dict[str, profile.ColumnPartial]:
@@ -147,6 +230,7 @@ class DroppedDuplicates:
     rows: int
     partials: dict[str, profile.ColumnPartial]
     examples: list[dict[str, Any]]
+    cpu_s: float = 0.0
 
 
 def remove_duplicates_from_file(
@@ -163,6 +247,7 @@ def remove_duplicates_from_file(
         places: (source, row) of each dropped row.
         firsts: (source, row) of the occurrence each dropped row repeats.
     """
+    cpu_start = time.process_time()
     path = Path(staging) / DATA_DIR / data_file
     table = pq.read_table(path)
     keep = np.ones(table.num_rows, dtype=bool)
@@ -190,7 +275,10 @@ def remove_duplicates_from_file(
             places[:EXAMPLES_PER_RULE], firsts[:EXAMPLES_PER_RULE], strict=False
         )
     ]
-    return DroppedDuplicates(rows=n, partials=_partials(dropped, contract), examples=examples)
+    partials = _partials(dropped, contract)
+    return DroppedDuplicates(
+        rows=n, partials=partials, examples=examples, cpu_s=time.process_time() - cpu_start
+    )
 
 
 def _drop_duplicates(
@@ -271,14 +359,40 @@ def _curated_partials(
     return merged
 
 
-def _existing(final: Path, limit: float) -> ValidationResult:
+def _existing(final: Path, limit: float, timings: Timings) -> ValidationResult:
     manifest = versions.read_manifest(final)
     status = versions.status_for(manifest.quarantine_fraction, limit)
     if status != manifest.status or limit != manifest.max_quarantine_fraction:
         # Same data, new threshold: only the verdict changes, never the rows.
         manifest = manifest.model_copy(update={"status": status, "max_quarantine_fraction": limit})
         versions.write_json(final / versions.MANIFEST, manifest.model_dump(mode="json"))
-    return ValidationResult(manifest=manifest, path=final, reused=True)
+    return ValidationResult(manifest=manifest, path=final, reused=True, timings=timings)
+
+
+def _timings(
+    wall: _Clock, summaries: list[BatchSummary], dropped: list[DroppedDuplicates]
+) -> Timings:
+    """The driver's steps and the workers' CPU, merged from the batch summaries."""
+    cpu: dict[str, float] = {}
+    by_worker: dict[int, list[BatchSummary]] = {}
+    for s in summaries:
+        for part, seconds in s.cpu_s.items():
+            cpu[part] = cpu.get(part, 0.0) + seconds
+        by_worker.setdefault(s.worker, []).append(s)
+    # A worker reads its next block between two batches (Ray Data fuses the read with
+    # this transform), so its CPU clock between them is reading plus Ray Data's own work.
+    between = 0.0
+    for batches in by_worker.values():
+        batches.sort(key=lambda s: s.cpu_start)
+        between += sum(max(b.cpu_start - a.cpu_end, 0.0) for a, b in pairwise(batches))
+    cpu["between_batches"] = between
+    cpu["dedup"] = sum(d.cpu_s for d in dropped)
+    return Timings(
+        wall_s={**wall.seconds, "total": wall.read() - wall.started},
+        cpu_s=cpu,
+        batches=len(summaries),
+        workers=len(by_worker),
+    )
 
 
 def validate(
@@ -304,22 +418,33 @@ def validate(
     """
     if not 0.0 <= max_quarantine_fraction <= 1.0:
         raise UsageError("--max-quarantine-fraction must be between 0 and 1")
-    sources = resolve_sources(source_specs)
-    digests = hash_sources(sources)
+    wall = _Clock(time.perf_counter)
+    with wall.part("hash_sources"):
+        sources = resolve_sources(source_specs)
+        digests = hash_sources(sources)
     version = versions.version_id(contract, sources, digests)
     final = versions.version_dir(settings.datasets_dir, contract.name, version)
     if (final / versions.MANIFEST).is_file():
-        return _existing(final, max_quarantine_fraction)
+        return _existing(final, max_quarantine_fraction, _timings(wall, [], []))
 
     from mlfleet.ray_runtime import ensure_ray
 
-    ensure_ray(settings)
+    with wall.part("ray"):
+        ensure_ray(settings)
     staging = final.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
     (staging / DATA_DIR).mkdir(parents=True)
     (staging / QUARANTINE_DIR).mkdir()
     try:
         result = _run(
-            contract, sources, digests, version, staging, final, max_quarantine_fraction, progress
+            contract,
+            sources,
+            digests,
+            version,
+            staging,
+            final,
+            max_quarantine_fraction,
+            progress,
+            wall,
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -336,6 +461,7 @@ def _run(
     final: Path,
     limit: float,
     progress: Progress | None,
+    wall: _Clock,
 ) -> ValidationResult:
     import ray.data
 
@@ -354,12 +480,13 @@ def _run(
     summaries: list[BatchSummary] = []
     done = 0
     try:
-        for table in pipeline.iter_batches(batch_format="pyarrow", batch_size=None):
-            for summary in _unpack(table):
-                summaries.append(summary)
-                done += summary.rows_in
-                if progress:
-                    progress(done)
+        with wall.part("read_check"):
+            for table in pipeline.iter_batches(batch_format="pyarrow", batch_size=None):
+                for summary in _unpack(table):
+                    summaries.append(summary)
+                    done += summary.rows_in
+                    if progress:
+                        progress(done)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.as_instanceof_cause()
         if isinstance(cause, SourceError | pa.ArrowInvalid | UnicodeDecodeError):
@@ -367,10 +494,12 @@ def _run(
         raise
     summaries.sort(key=lambda s: (s.src, s.first_row))
 
-    dropped = _drop_duplicates(staging, summaries, contract, labels)
+    with wall.part("dedup"):
+        dropped = _drop_duplicates(staging, summaries, contract, labels)
     duplicates = sum(d.rows for d in dropped)
     rows_valid = sum(s.rows_valid for s in summaries)
-    partials = _curated_partials(staging, summaries, dropped, contract)
+    with wall.part("profile"):
+        partials = _curated_partials(staging, summaries, dropped, contract)
 
     rows_in = sum(s.rows_in for s in summaries)
     quarantined = rows_in - rows_valid
@@ -414,15 +543,19 @@ def _run(
         mlfleet_version=__version__,
     )
     assert manifest.rows_in == manifest.rows_valid + manifest.rows_quarantined
-    prof = profile.profile_document(
-        contract, partials, name=contract.name, version=version, rows=rows_valid
-    )
-    doc = report.report_document(manifest, contract, partials, failures, examples, duplicates)
-    versions.write_json(staging / "profile.json", prof)
-    versions.write_json(staging / "report.json", doc)
-    (staging / "report.html").write_text(report.render_html(doc))
-    (staging / "contract.yaml").write_text(contract.to_yaml())
-    versions.write_json(staging / versions.MANIFEST, manifest.model_dump(mode="json"))
-    if not versions.publish(staging, final):
-        return _existing(final, limit)
-    return ValidationResult(manifest=manifest, path=final)
+    with wall.part("report"):
+        prof = profile.profile_document(
+            contract, partials, name=contract.name, version=version, rows=rows_valid
+        )
+        doc = report.report_document(manifest, contract, partials, failures, examples, duplicates)
+        versions.write_json(staging / "profile.json", prof)
+        versions.write_json(staging / "report.json", doc)
+        (staging / "report.html").write_text(report.render_html(doc))
+        (staging / "contract.yaml").write_text(contract.to_yaml())
+        versions.write_json(staging / versions.MANIFEST, manifest.model_dump(mode="json"))
+    with wall.part("publish"):
+        published = versions.publish(staging, final)
+    timings = _timings(wall, summaries, dropped)
+    if not published:
+        return _existing(final, limit, timings)
+    return ValidationResult(manifest=manifest, path=final, timings=timings)
