@@ -24,7 +24,9 @@ pandas < 3): ``Report([DataDriftPreset()]).run(current, reference)`` with its de
 and reading the per-column verdicts from the snapshot.
 
 Imports and reading Parquet are timed apart on both sides. ``speedup`` is Evidently's run
-time over mlfleet's drift time, per round, median over rounds.
+time over mlfleet's drift time, per round, median over rounds. Each subprocess's whole tree
+(uv's included on Evidently's side) is measured with ``harness.run_measured``: CPU seconds
+and peak memory (``cpu_s``, ``peak_mb``).
 
 Usage:
   python benchmarks/bench_drift.py                 # 100k × 100k × 20, 3 rounds
@@ -45,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_validate import _git_head  # the benchmarks' one reader of the git head
+import harness
 
 HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / "data" / "drift"
@@ -288,7 +290,7 @@ def run_mlfleet(reference_path: Path, current_path: Path, warm_calls: int = 5) -
         "reference_s": reference_s,
         "frame_s": frame_s,
         "run_s": run_s,
-        "warm_s": statistics_median(warm),
+        "warm_s": harness.median(warm),
         "rows": [reference_table.num_rows, current_table.num_rows],
         "status": status,
         "prediction": {"value": pred.value, "verdict": pred.verdict},
@@ -306,10 +308,6 @@ def run_mlfleet(reference_path: Path, current_path: Path, warm_calls: int = 5) -
     }
 
 
-def statistics_median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
 # ----------------------------------------------------------------------------------------
 # Parent: alternate the two sides, summarise
 # ----------------------------------------------------------------------------------------
@@ -320,22 +318,6 @@ def find_uv(explicit: str | None) -> str:
         if candidate and Path(candidate).exists():
             return candidate
     sys.exit("uv not found: pass --uv or run `make setup` (it installs .tools/bin/uv)")
-
-
-def wait_quiet(threshold: float, max_wait: float) -> float:
-    """Wait (up to ``max_wait`` s) until the host's CPU use over 1 s is below ``threshold`` %.
-
-    The machine is shared: a run that starts while both cores are busy measures the
-    neighbours. Returns the last reading, recorded with the run.
-    """
-    import psutil
-
-    deadline = time.monotonic() + max_wait
-    while True:
-        busy = float(psutil.cpu_percent(interval=1.0))
-        if busy < threshold or time.monotonic() > deadline:
-            return busy
-        time.sleep(4.0)
 
 
 def evidently_python(uv: str, *args: str) -> list[str]:
@@ -357,15 +339,16 @@ def run_side(
         cmd = [sys.executable, __file__, "--one", "mlfleet"]
         cmd += ["--reference", str(paths["reference"]), "--current", str(paths["current"])]
         cmd += ["--result", str(out)]
-    busy = wait_quiet(25.0, max_wait)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
-    wall = time.perf_counter() - start
+    busy = harness.wait_quiet(25.0, max_wait)
+    proc, usage = harness.run_measured(cmd, cwd=work)
     if proc.returncode != 0:
         sys.exit(f"{side} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
-    result["wall_s"] = wall
+    result["wall_s"] = usage.wall_s
     result["host_busy_before_pct"] = busy
+    result.update(
+        {"cpu_s": usage.cpu_s, "peak_mb": usage.peak_mb, "foreign_cpu_s": usage.foreign_cpu_s}
+    )
     return result
 
 
@@ -411,7 +394,7 @@ def method_agreement(columns: dict[str, Any]) -> dict[str, Any]:
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     def med(side: str, key: str) -> float:
-        return statistics_median([r[side][key] for r in rounds])
+        return harness.median([r[side][key] for r in rounds])
 
     def per_round(fn: Any) -> list[float]:
         return [fn(r["evidently"], r["mlfleet"]) for r in rounds]
@@ -431,10 +414,10 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     )
     state = last["mlfleet"]["state"]
     return {
-        "speedup": statistics_median(speedups),
+        "speedup": harness.median(speedups),
         "speedup_per_round": speedups,
-        "speedup_warm": statistics_median(warm),
-        "speedup_with_imports": statistics_median(with_imports),
+        "speedup_warm": harness.median(warm),
+        "speedup_with_imports": harness.median(with_imports),
         "mlfleet_drift_s": med("mlfleet", "run_s"),
         "mlfleet_drift_warm_s": med("mlfleet", "warm_s"),
         "mlfleet_import_s": med("mlfleet", "import_s"),
@@ -442,6 +425,11 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "mlfleet_frame_s": med("mlfleet", "frame_s"),
         "evidently_run_s": med("evidently", "run_s"),
         "evidently_import_s": med("evidently", "import_s"),
+        # The whole process (imports and Parquet reads included), as harness.py measures it.
+        "mlfleet_peak_mb": med("mlfleet", "peak_mb"),
+        "evidently_peak_mb": med("evidently", "peak_mb"),
+        "mlfleet_process_cpu_s": med("mlfleet", "cpu_s"),
+        "evidently_process_cpu_s": med("evidently", "cpu_s"),
         "verdicts_stable_across_rounds": stable,
         "mlfleet_vs_truth": agreement(TRUTH, ml),
         "evidently_vs_truth": agreement(TRUTH, ev),
@@ -480,6 +468,11 @@ def print_report(summary: dict[str, Any], last: dict[str, Any]) -> None:
         f" import {s['mlfleet_import_s']:.2f} s)"
     )
     print(f"evidently run {s['evidently_run_s']:.2f} s (+ import {s['evidently_import_s']:.2f} s)")
+    print(
+        f"whole process: mlfleet peak {s['mlfleet_peak_mb']:,.0f} MB, "
+        f"{s['mlfleet_process_cpu_s']:.1f} CPU s; evidently peak {s['evidently_peak_mb']:,.0f} MB,"
+        f" {s['evidently_process_cpu_s']:.1f} CPU s"
+    )
     print(
         f"speedup {s['speedup']:.0f}x (warm {s['speedup_warm']:.0f}x; with imports "
         f"{s['speedup_with_imports']:.1f}x)"
@@ -539,25 +532,23 @@ def main() -> None:
     uv = find_uv(args.uv)
     paths = generate(args.rows)
     print(f"data: {paths['reference'].name}, {paths['current'].name} ({args.rows} rows each)")
-    print(f"versions: {versions_info()}; cpus={os.cpu_count()}; git {_git_head()}")
+    print(f"versions: {versions_info()}; cpus={os.cpu_count()}; git {harness.git_head()}")
     # Evidently's environment: created (or found in uv's cache) before anything is timed.
     subprocess.run(
         evidently_python(uv, "-c", "import evidently"), check=True, cwd=tempfile.gettempdir()
     )
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_drift_") as tmp:
-        for i in range(args.repeats):
-            round_: dict[str, Any] = {}
-            for side in ("evidently", "mlfleet"):
-                work = Path(tmp) / f"{i}"
-                work.mkdir(exist_ok=True)
-                round_[side] = run_side(side, paths, uv, work, args.max_wait)
-                r = round_[side]
-                print(
-                    f"round {i + 1} {side:9} run {r['run_s']:.3f} s import {r['import_s']:.2f} s "
-                    f"(host busy before: {r['host_busy_before_pct']:.0f}%)"
-                )
-            rounds.append(round_)
+        for i, side in harness.rounds(("evidently", "mlfleet"), args.repeats):
+            if len(rounds) < i:
+                rounds.append({})
+            work = Path(tmp) / f"{i}"
+            work.mkdir(exist_ok=True)
+            r = rounds[-1][side] = run_side(side, paths, uv, work, args.max_wait)
+            print(
+                f"round {i} {side:9} run {r['run_s']:.3f} s import {r['import_s']:.2f} s, "
+                f"peak {r['peak_mb']:,.0f} MB (host busy before: {r['host_busy_before_pct']:.0f}%)"
+            )
     summary = summarise(rounds)
     print_report(summary, rounds[-1])
     last = rounds[-1]
@@ -567,7 +558,7 @@ def main() -> None:
             "mlfleet": versions_info(),
             "evidently": {k: last["evidently"][k] for k in ("evidently", "pandas", "python")},
             "cpus": os.cpu_count(),
-            "git_head": _git_head(),
+            "git_head": harness.git_head(),
         },
         "shape": {"rows": args.rows, "features": len(FEATURES), "repeats": args.repeats},
         "time_method": (

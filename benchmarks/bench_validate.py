@@ -7,28 +7,17 @@ the parent samples the memory of the child's whole process tree (driver + raylet
 workers, agents: all of them are descendants of an embedded Ray's driver) while it runs.
 
 Timed work (imports excluded on both sides):
-  mlfleet  the ``validate()`` call: hash sources, Ray Data pass 1 (read, parse, check, write
-           curated + quarantine Parquet), dedup, pass 2 (profile), report/manifest/publish.
+  mlfleet  the ``validate()`` call: hash sources, the streaming pass (read, parse, check,
+           write curated + quarantine Parquet), dedup, profile, report/manifest/publish;
+           phases as ``validate()`` reports them itself (``ValidationResult.timings``).
            Ray start-up (``ensure_ray``) is timed apart and NOT included; the first Ray Data
            job's worker warm-up is included (that is what a user waits for).
   pandera  pd.read_parquet / pd.read_csv(engine="pyarrow"), parsing + normalisation in
            pandera Parsers, ``schema.validate(df, lazy=True)``, catching SchemaErrors, split
            valid / invalid rows, write valid rows + invalid rows + failure cases to Parquet.
 
-Memory ("whole-run peak", start-up included) is sampled from /proc every ~50 ms:
-  peak = max over samples of  sum_p(RssAnon_p + RssShmem_p)  +  max sum_p(Pss_File_p)
-  * RssAnon: private anonymous memory. Ray workers and daemons are exec'd (not forked), so
-    anonymous pages are never shared between them: summing is exact.
-  * RssShmem: Ray's object store (plasma, /dev/shm) pages each process touched. Summing can
-    double count an object mapped by two processes, so it is an upper bound; in this pipeline
-    only small summaries go through the store, so the bound is tight enough.
-  * Shared libraries (libarrow, numpy... mapped by every Ray worker) are counted by PSS
-    (Pss_File, each page split among the processes mapping it), read from smaps_rollup on a
-    slower ~0.5 s tick because it costs ~1.5 ms per process (reading it every 50 ms for a
-    dozen Ray processes would steal ~30% of a core from the run being measured).
-  Plain RSS summed over the Ray processes would count every shared library once per worker
-  (~40 MB each); it is reported as ``rss_sum_peak`` for reference only. Exact PSS snapshots
-  (slow tick) are reported as ``pss_peak_slow``.
+Memory ("whole-run peak", start-up included) and CPU are those of the child's whole process
+tree, sampled every ~50 ms by ``harness.run_measured`` (see harness.py for the method).
 
 Usage:
   python benchmarks/bench_validate.py --quick
@@ -39,19 +28,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import harness
 
 HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / "data"
@@ -496,104 +482,16 @@ def run_pandera(path: Path, work: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------
 
 
-def _instrument_driver(marks: dict[str, float], stash: dict[str, Any]) -> None:
-    """Timestamp validate()'s phases by wrapping module functions (the library is untouched)."""
-    import mlfleet.data.profile as profile_mod
-    import mlfleet.data.validate as V
-    import mlfleet.data.versions as versions_mod
-
-    def wrap(owner: Any, name: str, key: str, keep_args: bool = False) -> None:
-        orig = getattr(owner, name, None)
-        if orig is None:  # the library moves on; phases then read as NaN
-            return
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            marks[f"{key}_start"] = time.perf_counter()
-            marks[f"cpu_{key}_start"] = time.process_time()
-            if keep_args:
-                stash[key] = args
-            try:
-                return orig(*args, **kwargs)
-            finally:
-                marks[f"{key}_end"] = time.perf_counter()
-                marks[f"cpu_{key}_end"] = time.process_time()
-
-        setattr(owner, name, timed)
-
-    wrap(V, "hash_sources", "hash")
-    wrap(V, "_run", "run")
-    wrap(V, "_drop_duplicates", "dedup", keep_args=True)
-    wrap(profile_mod, "profile_document", "report")
-    wrap(versions_mod, "publish", "publish")
-
-
-def _profiled_validate_batch(batch: Any, **kwargs: Any) -> Any:
-    """Runs in Ray workers (--profile): CPU time of the parts of one pass-1 batch.
-
-    CPU time (process_time, all threads of the worker) rather than wall time, so a busy
-    host inflates the numbers less.
-    """
-    import pickle
-    import time as _t
-
-    import pyarrow.parquet as PQ
-
-    import mlfleet.contract.semantics as R
-    import mlfleet.data.dedup as D
-    import mlfleet.data.profile as Pm
-    import mlfleet.data.validate as V
-
-    timers: dict[str, float] = getattr(V, "_bench_timers", None) or {}
-    if not getattr(V, "_bench_patched", False):
-        V._bench_timers = timers
-
-        def wrap(owner: Any, name: str, key: str) -> None:
-            orig = getattr(owner, name, None)
-            if orig is None:
-                return
-
-            def timed(*a: Any, **kw: Any) -> Any:
-                t = _t.process_time()
-                try:
-                    return orig(*a, **kw)
-                finally:
-                    V._bench_timers[key] = V._bench_timers.get(key, 0.0) + _t.process_time() - t
-
-            setattr(owner, name, timed)
-
-        wrap(R, "check_batch", "check_batch")
-        wrap(R, "quarantine_rows", "quarantine_rows")
-        wrap(PQ, "write_table", "write_parquet")
-        wrap(D, "key_hashes", "key_hashes")
-        wrap(Pm, "column_partial", "sketches")
-        V._bench_patched = True
-    V._bench_timers.clear()
-    t_in, c_in = _t.time(), _t.process_time()
-    out = V.validate_batch(batch, **kwargs)
-    t_out, c_out = _t.time(), _t.process_time()
-    summary = pickle.loads(out.column("summary")[0].as_py())
-    summary.bench = {
-        "pid": os.getpid(),
-        "enter": t_in,
-        "exit": t_out,
-        "cpu_enter": c_in,
-        "cpu_exit": c_out,
-        **dict(V._bench_timers),
-    }
-    return V._pack(summary)
-
-
-def run_mlfleet(path: Path, work: Path, profile: bool) -> dict[str, Any]:
+def run_mlfleet(path: Path, work: Path) -> dict[str, Any]:
+    """One ``validate()`` call; its phases are the library's own report (``result.timings``)."""
     t0 = time.perf_counter()
     import mlfleet.ray_runtime as runtime
 
-    if hasattr(runtime, "prepare_ray_env"):  # what mlfleet's CLI does before importing ray
-        runtime.prepare_ray_env()
+    runtime.prepare_ray_env()  # what mlfleet's CLI does before importing ray
     import ray
 
-    import mlfleet.data.validate as V
     from mlfleet.contract.schema import parse_contract
-    from mlfleet.ray_runtime import ensure_ray
+    from mlfleet.data.validate import validate
     from mlfleet.settings import get_settings
 
     contract = parse_contract(CONTRACT)
@@ -601,7 +499,7 @@ def run_mlfleet(path: Path, work: Path, profile: bool) -> dict[str, Any]:
     t_import = time.perf_counter() - t0
 
     t = time.perf_counter()
-    ensure_ray(settings)
+    runtime.ensure_ray(settings)
     t_ray = time.perf_counter() - t
     what_if = os.environ.get("BENCH_RAY_READ_MIN_BLOCKS")
     if what_if:  # diagnostic only (see README): Ray Data splits reads into >= N blocks
@@ -609,33 +507,13 @@ def run_mlfleet(path: Path, work: Path, profile: bool) -> dict[str, Any]:
 
         DataContext.get_current().read_op_min_num_blocks = int(what_if)
 
-    marks: dict[str, float] = {}
-    stash: dict[str, Any] = {}
-    _instrument_driver(marks, stash)
-    if profile:
-        V.validate_batch = _profiled_validate_batch  # type: ignore[assignment]
-
     t = time.perf_counter()
-    result = V.validate(contract, [str(path)], settings, max_quarantine_fraction=1.0)
+    result = validate(contract, [str(path)], settings, max_quarantine_fraction=1.0)
     t_validate = time.perf_counter() - t
-    t_end = t + t_validate
-
-    def span(a: str, b: str) -> float:
-        return marks[b] - marks[a] if a in marks and b in marks else float("nan")
-
-    marks["validate_start"] = t
-    marks["validate_end"] = t_end
-    # pass1 = Ray Data read + check + write; dedup = _drop_duplicates (driver + file
-    # rewrites); profile = from dedup to the profile document (older versions of the library:
-    # a second Ray Data pass over the curated files; newer: merging per-batch statistics).
-    phases = {
-        "hash_sources": span("hash_start", "hash_end"),
-        "pass1 (read+check+write)": span("run_start", "dedup_start"),
-        "dedup": span("dedup_start", "dedup_end"),
-        "profile (pass2/merge)": span("dedup_end", "report_start"),
-        "report+publish": span("report_start", "run_end"),
-        "other": t_validate - span("hash_start", "hash_end") - span("run_start", "run_end"),
-    }
+    timings = result.timings.to_dict()
+    # Ray is already up: its step inside validate() is ~0 (start-up is reported apart).
+    phases = {k: v for k, v in timings["wall_s"].items() if k != "total"}
+    phases["other"] = t_validate - timings["wall_s"]["total"]
     m = result.manifest
     out: dict[str, Any] = {
         "side": "mlfleet",
@@ -643,45 +521,13 @@ def run_mlfleet(path: Path, work: Path, profile: bool) -> dict[str, Any]:
         "import_s": t_import,
         "ray_start_s": t_ray,
         "phases": phases,
+        "timings": timings,
         "rows_in": m.rows_in,
         "rows_valid": m.rows_valid,
         "rows_rejected": m.rows_quarantined,
         "failures": dict(m.reasons),
         "reused": result.reused,
     }
-    if profile and "dedup" in stash:
-        summaries = stash["dedup"][1]
-        benches = [s.bench for s in summaries if hasattr(s, "bench")]
-        agg: dict[str, float] = {}
-        for b in benches:
-            for key, val in b.items():
-                if key not in ("pid", "enter", "exit", "cpu_enter", "cpu_exit"):
-                    agg[key] = agg.get(key, 0.0) + val
-        agg["validate_batch_total"] = sum(b["cpu_exit"] - b["cpu_enter"] for b in benches)
-        # Between two batches of one worker (fused Read->MapBatches): reading the next
-        # block plus Ray Data's per-block work (CPU and wall).
-        gaps = gaps_cpu = 0.0
-        by_pid: dict[int, list[dict[str, float]]] = {}
-        for b in benches:
-            by_pid.setdefault(int(b["pid"]), []).append(b)
-        for items in by_pid.values():
-            items.sort(key=lambda b: b["enter"])
-            gaps += sum(
-                max(0.0, nxt["enter"] - cur["exit"]) for cur, nxt in itertools.pairwise(items)
-            )
-            gaps_cpu += sum(
-                max(0.0, nxt["cpu_enter"] - cur["cpu_exit"])
-                for cur, nxt in itertools.pairwise(items)
-            )
-        agg["between_batches_cpu (read + Ray Data)"] = gaps_cpu
-        agg["between_batches_wall"] = gaps
-        agg["driver_cpu_pass1"] = marks["cpu_dedup_start"] - marks["cpu_run_start"]
-        agg["driver_cpu_dedup"] = marks["cpu_dedup_end"] - marks["cpu_dedup_start"]
-        out["worker_profile"] = {
-            "batches": len(benches),
-            "workers": len(by_pid),
-            "cpu_seconds": agg,
-        }
     t = time.perf_counter()
     ray.shutdown()
     out["ray_shutdown_s"] = time.perf_counter() - t
@@ -689,123 +535,8 @@ def run_mlfleet(path: Path, work: Path, profile: bool) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------
-# Parent: one subprocess per measurement, memory of its whole process tree
+# Parent: one subprocess per measurement, memory of its whole process tree (harness.py)
 # ----------------------------------------------------------------------------------------
-
-
-def _status_kb(pid: int) -> tuple[int, int, int, int] | None:
-    """(RssAnon, RssShmem, RssFile, VmRSS) in kB from /proc/<pid>/status."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    vals = {"RssAnon:": 0, "RssShmem:": 0, "RssFile:": 0, "VmRSS:": 0}
-    for line in text.splitlines():
-        key = line.split(None, 1)[0] if line else ""
-        if key in vals:
-            vals[key] = int(line.split()[1])
-    return vals["RssAnon:"], vals["RssShmem:"], vals["RssFile:"], vals["VmRSS:"]
-
-
-def _cpu_ticks(pid: int) -> int | None:
-    """utime + stime of one process (not its children) in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[11]) + int(fields[12])
-
-
-def _pss_kb(pid: int) -> tuple[int, int] | None:
-    """(Pss, Pss_File) in kB from /proc/<pid>/smaps_rollup."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    pss = pss_file = 0
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            pss = int(line.split()[1])
-        elif line.startswith("Pss_File:"):
-            pss_file = int(line.split()[1])
-    return pss, pss_file
-
-
-class TreeSampler(threading.Thread):
-    def __init__(self, root: int, interval: float = 0.05, slow_every: int = 10) -> None:
-        super().__init__(daemon=True)
-        self.root, self.interval, self.slow_every = root, interval, slow_every
-        self.stop = threading.Event()
-        self.peak_fast_kb = 0  # sum(RssAnon + RssShmem)
-        self.peak_pss_file_kb = 0  # sum(Pss_File), slow tick
-        self.peak_pss_slow_kb = 0  # sum(Pss), slow tick
-        self.peak_rss_sum_kb = 0  # sum(VmRSS): double counts shared libraries
-        self.peak_procs = 0
-        self.peak_breakdown: dict[str, list[int]] = {}
-        self.samples = 0
-        self.cpu_ticks: dict[int, int] = {}  # last seen utime+stime of every tree process
-
-    @property
-    def tree_cpu_s(self) -> float:
-        return sum(self.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
-
-    def run(self) -> None:
-        import psutil
-
-        try:
-            root = psutil.Process(self.root)
-        except psutil.NoSuchProcess:
-            return
-        pids: dict[int, str] = {self.root: "driver"}
-        tick = 0
-        while not self.stop.is_set():
-            if tick % 5 == 0:  # refresh the tree every ~250 ms (new Ray workers)
-                try:
-                    kids = root.children(recursive=True)
-                except psutil.NoSuchProcess:
-                    break
-                pids = {self.root: "driver"}
-                for k in kids:
-                    with contextlib.suppress(psutil.Error):
-                        pids[k.pid] = k.name()
-            fast = rss = 0
-            per: dict[str, list[int]] = {}
-            for pid, name in pids.items():
-                st = _status_kb(pid)
-                if st is None:
-                    continue
-                fast += st[0] + st[1]
-                rss += st[3]
-                ticks = _cpu_ticks(pid)
-                if ticks is not None:
-                    self.cpu_ticks[pid] = ticks
-                entry = per.setdefault(name, [0, 0])
-                entry[0] += st[0] + st[1]
-                entry[1] += 1
-            if fast > self.peak_fast_kb:
-                self.peak_fast_kb = fast
-                self.peak_breakdown = per
-            self.peak_rss_sum_kb = max(self.peak_rss_sum_kb, rss)
-            self.peak_procs = max(self.peak_procs, len(pids))
-            if tick % self.slow_every == 0:
-                pss = pss_file = 0
-                for pid in pids:
-                    v = _pss_kb(pid)
-                    if v is not None:
-                        pss += v[0]
-                        pss_file += v[1]
-                self.peak_pss_file_kb = max(self.peak_pss_file_kb, pss_file)
-                self.peak_pss_slow_kb = max(self.peak_pss_slow_kb, pss)
-            self.samples += 1
-            tick += 1
-            self.stop.wait(self.interval)
-
-    @property
-    def peak_mb(self) -> float:
-        return (self.peak_fast_kb + self.peak_pss_file_kb) / 1024
 
 
 def mlfleet_source_sha() -> str:
@@ -821,34 +552,10 @@ def mlfleet_source_sha() -> str:
     return digest.hexdigest()[:12]
 
 
-def _busy_cpu_s() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
-def wait_quiet(threshold: float = 25.0, max_wait: float = 120.0) -> float:
-    """Wait (up to max_wait s) until the host's CPU use over 1 s is below threshold %.
-
-    The machine is shared (other sessions run test suites with Ray); a benchmark run that
-    starts while the 2 cores are busy measures the neighbours, not mlfleet or pandera.
-    """
-    import psutil
-
-    deadline = time.monotonic() + max_wait
-    while True:
-        busy = psutil.cpu_percent(interval=1.0)
-        if busy < threshold or time.monotonic() > deadline:
-            return busy
-        time.sleep(4.0)
-
-
 def measure(
     side: str,
     path: Path,
     *,
-    profile: bool = False,
     interval: float = 0.05,
     quiet: bool = True,
     max_wait: float = 120.0,
@@ -859,75 +566,20 @@ def measure(
     # A private, short Ray temp dir per run (unix socket paths must stay < 108 bytes).
     ray_tmp = Path(tempfile.mkdtemp(prefix="rbv", dir="/tmp"))
     env = dict(os.environ, RAY_TMPDIR=str(ray_tmp), PYTHONUNBUFFERED="1")
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--one",
-        side,
-        "--file",
-        str(path),
-        "--work",
-        str(work),
-    ] + (["--profile"] if profile else [])
-    import resource
-
-    host_busy_before = wait_quiet(max_wait=max_wait) if quiet else float("nan")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", side]
+    cmd += ["--file", str(path), "--work", str(work)]
+    host_busy_before = harness.wait_quiet(max_wait=max_wait) if quiet else float("nan")
     load = os.getloadavg()[0]
-    busy0 = _busy_cpu_s()
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    me0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    sampler = TreeSampler(proc.pid, interval=interval)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    sampler.stop.set()
-    sampler.join()
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    me1 = resource.getrusage(resource.RUSAGE_SELF)
-    ours = (
-        ru1.ru_utime
-        + ru1.ru_stime
-        - ru0.ru_utime
-        - ru0.ru_stime
-        + me1.ru_utime
-        + me1.ru_stime
-        - me0.ru_utime
-        - me0.ru_stime
-    )
-    # Ray's workers are often not reaped by their parent (raylet is killed first), so their
-    # CPU never reaches RUSAGE_CHILDREN: take the larger of it and the sampled tree CPU.
-    ours = max(ours, sampler.tree_cpu_s + me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
-    # CPU time the rest of the host used meanwhile; > ~10% of 2 cores x wall = a noisy run.
-    foreign_cpu_s = max(0.0, _busy_cpu_s() - busy0 - ours)
+    proc, usage = harness.run_measured(cmd, env=env, interval=interval)
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(ray_tmp, ignore_errors=True)
-    line = next((ln for ln in stdout.splitlines() if ln.startswith(MARK)), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
     if proc.returncode != 0 or line is None:
-        sys.stderr.write(stdout[-4000:] + "\n" + stderr[-6000:] + "\n")
+        sys.stderr.write(proc.stdout[-4000:] + "\n" + proc.stderr[-6000:] + "\n")
         raise SystemExit(f"{side} run failed (exit {proc.returncode})")
     res = json.loads(line[len(MARK) :])
-    res.update(
-        {
-            "peak_mem_mb": sampler.peak_mb,
-            "pss_peak_slow_mb": sampler.peak_pss_slow_kb / 1024,
-            "rss_sum_peak_mb": sampler.peak_rss_sum_kb / 1024,
-            "pss_file_mb": sampler.peak_pss_file_kb / 1024,
-            "peak_breakdown_mb": {
-                f"{k} x{v[1]}": round(v[0] / 1024)
-                for k, v in sorted(sampler.peak_breakdown.items(), key=lambda kv: -kv[1][0])
-            },
-            "processes": sampler.peak_procs,
-            "samples": sampler.samples,
-            "process_wall_s": wall,
-            "loadavg_before": load,
-            "host_busy_pct_before": host_busy_before,
-            "own_cpu_s": ours,
-            "foreign_cpu_s": foreign_cpu_s,
-            "foreign_cpu_frac": foreign_cpu_s / (wall * (os.cpu_count() or 1)),
-        }
-    )
+    res.update(usage.as_dict())
+    res.update({"loadavg_before": load, "host_busy_pct_before": host_busy_before})
     return res
 
 
@@ -940,7 +592,7 @@ def print_run(rows: int, fmt: str, rep: int, r: dict[str, Any]) -> None:
     phases = " ".join(f"{k.split(' ')[0]}={v:.2f}" for k, v in r["phases"].items())
     print(
         f"  {rows:>9,} {fmt:<7} #{rep} {r['side']:<8} {r['time_s']:7.2f}s "
-        f"{_fmt_rate(rows, r['time_s']):>6} rows/s  peak {r['peak_mem_mb']:7,.0f} MB "
+        f"{_fmt_rate(rows, r['time_s']):>6} rows/s  peak {r['peak_mb']:7,.0f} MB "
         f"(pss~{r['pss_peak_slow_mb']:,.0f}, rss-sum {r['rss_sum_peak_mb']:,.0f}, "
         f"{r['processes']} procs)  rejected {r['rows_rejected']:,}{extra}  [{phases}]"
         f"  noise {r['foreign_cpu_frac']:.0%}",
@@ -953,30 +605,45 @@ def summarise(runs: list[dict[str, Any]], truth: dict[str, dict[str, Any]]) -> l
     keys = sorted({(r["rows"], r["format"]) for r in runs}, key=lambda k: (k[0], k[1] != "parquet"))
     for rows, fmt in keys:
         sel = [r for r in runs if r["rows"] == rows and r["format"] == fmt]
-        ml = {r["repeat"]: r for r in sel if r["side"] == "mlfleet"}
-        pd_ = {r["repeat"]: r for r in sel if r["side"] == "pandera"}
-        pairs = sorted(set(ml) & set(pd_))
-        med = statistics.median
+
+        def pairs(value: str, sel: list[dict[str, Any]] = sel) -> list[tuple[float, float]]:
+            return harness.per_round(
+                sel, value, "mlfleet", "pandera", who="side", round_key="repeat"
+            )
+
+        def both(value: str) -> tuple[float, float]:
+            ml, pd_ = zip(*pairs(value), strict=True)
+            return harness.median(ml), harness.median(pd_)
+
+        ml_runs = [r for r in sel if r["side"] == "mlfleet"]
+        pd_runs = [r for r in sel if r["side"] == "pandera"]
+        med = harness.median
         row = {
             "rows": rows,
             "format": fmt,
-            "repeats": len(pairs),
-            "mlfleet_time_s": med(ml[i]["time_s"] for i in pairs),
-            "pandera_time_s": med(pd_[i]["time_s"] for i in pairs),
-            "mlfleet_peak_mb": med(ml[i]["peak_mem_mb"] for i in pairs),
-            "pandera_peak_mb": med(pd_[i]["peak_mem_mb"] for i in pairs),
-            "time_ratio_median": med(ml[i]["time_s"] / pd_[i]["time_s"] for i in pairs),
-            "mem_ratio_median": med(ml[i]["peak_mem_mb"] / pd_[i]["peak_mem_mb"] for i in pairs),
-            "ray_start_s_median": med(ml[i]["ray_start_s"] for i in pairs),
-            "noise_mlfleet_median": med(ml[i].get("foreign_cpu_frac", 0.0) for i in pairs),
-            "noise_pandera_median": med(pd_[i].get("foreign_cpu_frac", 0.0) for i in pairs),
-            "mlfleet_rejected": ml[pairs[0]]["rows_rejected"],
-            "pandera_rejected": pd_[pairs[0]]["rows_rejected"],
+            "repeats": len(pairs("time_s")),
+            "mlfleet_time_s": both("time_s")[0],
+            "pandera_time_s": both("time_s")[1],
+            "mlfleet_peak_mb": both("peak_mb")[0],
+            "pandera_peak_mb": both("peak_mb")[1],
+            "mlfleet_cpu_s": both("cpu_s")[0],
+            "pandera_cpu_s": both("cpu_s")[1],
+            "time_ratio_median": med(a / b for a, b in pairs("time_s")),
+            "mem_ratio_median": med(a / b for a, b in pairs("peak_mb")),
+            "ray_start_s_median": med(r["ray_start_s"] for r in ml_runs),
+            "noise_mlfleet_median": both("foreign_cpu_frac")[0],
+            "noise_pandera_median": both("foreign_cpu_frac")[1],
+            "mlfleet_rejected": ml_runs[0]["rows_rejected"],
+            "pandera_rejected": pd_runs[0]["rows_rejected"],
             "mlfleet_phases_median": {
-                k: med(ml[i]["phases"][k] for i in pairs) for k in ml[pairs[0]]["phases"]
+                k: med(r["phases"][k] for r in ml_runs) for k in ml_runs[0]["phases"]
+            },
+            "mlfleet_worker_cpu_s_median": {
+                k: med(r["timings"]["cpu_s"][k] for r in ml_runs)
+                for k in ml_runs[0]["timings"]["cpu_s"]
             },
             "pandera_phases_median": {
-                k: med(pd_[i]["phases"][k] for i in pairs) for k in pd_[pairs[0]]["phases"]
+                k: med(r["phases"][k] for r in pd_runs) for k in pd_runs[0]["phases"]
             },
             "expected": truth.get(str(rows), {}),
         }
@@ -1030,6 +697,10 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
     for s in summary:
         ph = ", ".join(f"{k} {v:.2f}" for k, v in s["mlfleet_phases_median"].items())
         print(f"  {s['rows']:>9,} {s['format']:<7} {ph}")
+    print("mlfleet worker CPU per part, summed over batches (median s):")
+    for s in summary:
+        ph = ", ".join(f"{k} {v:.2f}" for k, v in s["mlfleet_worker_cpu_s_median"].items())
+        print(f"  {s['rows']:>9,} {s['format']:<7} {ph}")
     print("pandera phases (median s):")
     for s in summary:
         ph = ", ".join(f"{k} {v:.2f}" for k, v in s["pandera_phases_median"].items())
@@ -1047,18 +718,6 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
             )
 
 
-def versions_info() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for mod in ("ray", "pandas", "pandera", "pyarrow", "numpy"):
-        try:
-            from importlib.metadata import version
-
-            out[mod] = version(mod)
-        except Exception:
-            out[mod] = "?"
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1070,7 +729,7 @@ def main() -> None:
     ap.add_argument(
         "--profile",
         action="store_true",
-        help="one instrumented mlfleet run (largest rows, first format)",
+        help="one mlfleet run (largest rows, first format): its timings and peak memory by process",
     )
     ap.add_argument("--interval", type=float, default=0.05, help="memory sampling period (s)")
     ap.add_argument(
@@ -1092,7 +751,7 @@ def main() -> None:
 
     if args.one:  # child: one measurement, result as one JSON line
         if args.one == "mlfleet":
-            res = run_mlfleet(args.file, args.work, args.profile)
+            res = run_mlfleet(args.file, args.work)
         else:
             res = run_pandera(args.file, args.work)
         import resource
@@ -1111,26 +770,19 @@ def main() -> None:
 
     if args.profile:
         rows, fmt = max(args.rows), args.formats[0]
-        res = measure("mlfleet", data_paths(rows)[fmt], profile=True, interval=args.interval)
+        res = measure("mlfleet", data_paths(rows)[fmt], interval=args.interval)
         print_run(rows, fmt, 1, res)
-        print(
-            json.dumps(
-                {k: res[k] for k in ("phases", "worker_profile", "peak_breakdown_mb")}, indent=2
-            )
-        )
+        print(json.dumps({k: res[k] for k in ("timings", "peak_breakdown_mb")}, indent=2))
         return
 
-    head = _git_head()
+    env = harness.environment(["ray", "pandas", "pandera", "pyarrow", "numpy"])
     print(
-        f"versions: {versions_info()}; cpus={os.cpu_count()}; git {head}; "
+        f"versions: {env['versions']}; cpus={env['cpus']}; git {env['git_head']}; "
         f"mlfleet src {mlfleet_source_sha()}",
         flush=True,
     )
     meta = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "versions": versions_info(),
-        "cpus": os.cpu_count(),
-        "git_head": head,
+        **env,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "time_method": "median of repeats; mlfleet = validate() call (Ray start-up apart), "
         "pandera = read + parse/validate + split + write; imports excluded",
@@ -1147,20 +799,19 @@ def main() -> None:
     for rows in args.rows:
         for fmt in args.formats:
             path = data_paths(rows)[fmt]
-            for rep in range(1, args.repeats + 1):
-                for side in ("mlfleet", "pandera"):  # A B A B A B
-                    src_sha = mlfleet_source_sha()
-                    res = measure(
-                        side,
-                        path,
-                        interval=args.interval,
-                        quiet=not args.no_wait,
-                        max_wait=args.max_wait,
-                    )
-                    res.update({"rows": rows, "format": fmt, "repeat": rep, "mlfleet_src": src_sha})
-                    runs.append(res)
-                    print_run(rows, fmt, rep, res)
-                    save()
+            for rep, side in harness.rounds(("mlfleet", "pandera"), args.repeats):
+                src_sha = mlfleet_source_sha()
+                res = measure(
+                    side,
+                    path,
+                    interval=args.interval,
+                    quiet=not args.no_wait,
+                    max_wait=args.max_wait,
+                )
+                res.update({"rows": rows, "format": fmt, "repeat": rep, "mlfleet_src": src_sha})
+                runs.append(res)
+                print_run(rows, fmt, rep, res)
+                save()
     shas = sorted({r["mlfleet_src"] for r in runs})
     if len(shas) > 1:
         print(f"WARNING: mlfleet's code changed during the run ({shas}); see runs[].mlfleet_src")
@@ -1178,19 +829,6 @@ def main() -> None:
                 print(f"  {rows:>9,} {fmt:<7} {side:<8} {r['failures']}")
     save(summary)
     print(f"\nwrote {args.out}")
-
-
-def _git_head() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(HERE.parent), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip()[:100]
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 if __name__ == "__main__":
