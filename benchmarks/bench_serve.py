@@ -9,9 +9,11 @@ written to benchmarks/results/bench_serve.json. Also measured: where requests ra
 gateway answers a lone request itself; overlapping ones go to the model's replicas, see
 the X-Served-By header) and the time from a promotion to the first response served by
 the new version. The gateway runs as `mlfleet serve up` starts it, API keys on, so behind
-HAProxy.
+HAProxy. During every wrk run the serving side's whole process tree (uvicorn; the Ray head
+and everything it started: GCS, raylet, proxy, HAProxy, replicas) is measured with
+``harness.TreeMonitor``: CPU seconds (and per request) and peak memory.
 
-    python benchmarks/bench_serve.py [--seconds 15] [--rounds 3] [--quick]
+    python benchmarks/bench_serve.py [--seconds 15] [--rounds 3] [--quick] [--out FILE]
 
 Needs wrk (`apt-get install wrk`). Only 127.0.0.1 is ever contacted.
 """
@@ -25,7 +27,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
 import yaml
 
@@ -191,12 +193,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round")
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round, short warm-up")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON path")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for a quiet host (CPU < 25%%) first"
+    )
     args = parser.parse_args()
+    warm_seconds = WARM_SECONDS
     if args.quick:
-        args.seconds, args.rounds = 3, 1
+        args.seconds, args.rounds, warm_seconds = 3, 1, 5
+    quick_results = RESULTS.with_name("bench_serve_quick.json")
+    out_path = args.out or (quick_results if args.quick else RESULTS)
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install wrk")
+    busy_before = float("nan") if args.no_wait else harness.wait_quiet()
 
     root = Path(tempfile.mkdtemp(prefix="mlfleet-bench-serve-"))
     env = {
@@ -255,7 +265,8 @@ def main() -> None:
         start_new_session=True,
     )
     results: dict[str, Any] = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **harness.environment(["ray", "fastapi", "uvicorn", "scikit-learn", "mlflow"]),
+        "host_busy_pct_before": busy_before,
         "seconds": args.seconds,
         "rounds": args.rounds,
         "runs": [],
@@ -273,6 +284,12 @@ def main() -> None:
             sys.exit(f"serve up failed: {up.stderr[-2000:]}")
         results["serve_up_seconds"] = round(time.perf_counter() - started, 1)
         wait_http(f"http://127.0.0.1:{plain_port}/docs")
+        head = head_pid(root / "home")
+        # What each target runs on, measured during its runs (the mlfleet targets share a head).
+        plain_tree, head_tree = (
+            harness.TreeMonitor(pid, interval=0.2) for pid in (plain.pid, head)
+        )
+        monitors = {"plain": plain_tree, "dedicated": head_tree, "pool": head_tree}
         targets = {
             "plain": (f"http://127.0.0.1:{plain_port}/v1/models/bench-pool/predict", None),
             "dedicated": (f"http://127.0.0.1:{port}/v1/models/bench-dedicated/predict", KEY),
@@ -285,20 +302,31 @@ def main() -> None:
         # after ~30 s), so that no round measures replicas while they start.
         for name, (url, key) in targets.items():
             if name != "plain":
-                wrk(url, 32, WARM_SECONDS, body, key)
+                wrk(url, 32, warm_seconds, body, key)
         results["replicas_after_warmup"] = replica_counts(env, mlfleet)
-        for rnd in range(args.rounds):
-            for conns in (1, 32):
-                for name, (url, key) in targets.items():
-                    r = wrk(url, conns, args.seconds, body, key)
-                    r.update({"target": name, "conns": conns, "round": rnd})
-                    results["runs"].append(r)
-                    print(
-                        f"round {rnd} {name:9s} c={conns:2d}: {r['rps']:8.1f} req/s  "
-                        f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                        f"non-2xx {r['non_2xx']}",
-                        flush=True,
-                    )
+        runs = [(conns, name) for conns in (1, 32) for name in targets]
+        with plain_tree, head_tree:
+            for rnd, (conns, name) in harness.rounds(runs, args.rounds):
+                url, key = targets[name]
+                monitors[name].begin()
+                r: dict[str, Any] = {"target": name, "conns": conns, "round": rnd}
+                r.update(wrk(url, conns, args.seconds, body, key))
+                usage = monitors[name].end()
+                per_request = 1000 * usage.cpu_s / max(r["requests"], 1)
+                r["server_cpu_s"] = round(usage.cpu_s, 3)
+                r["server_cpu_ms_per_request"] = round(per_request, 3)
+                r["server_peak_mb"] = round(usage.peak_mb, 1)
+                r["server_processes"] = usage.processes
+                r["foreign_cpu_s"] = round(usage.foreign_cpu_s, 2)
+                results["runs"].append(r)
+                print(
+                    f"round {rnd} {name:9s} c={conns:2d}: {r['rps']:8.1f} req/s  "
+                    f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                    f"non-2xx {r['non_2xx']}  server cpu "
+                    f"{r['server_cpu_ms_per_request']:.2f} ms/req, peak "
+                    f"{r['server_peak_mb']:,.0f} MB",
+                    flush=True,
+                )
         results["served_by"] = {
             f"{name} c={conns}": served_by(url, key, conns, body)
             for name, (url, key) in targets.items()
@@ -314,7 +342,18 @@ def main() -> None:
         os.killpg(plain.pid, signal.SIGTERM)
         plain.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
-    summarise(results)
+    summarise(results, out_path)
+
+
+def head_pid(home: Path) -> int:
+    """The pid of the Ray head `mlfleet serve up` started (the root of its process tree)."""
+    from mlfleet.cluster import running_head
+    from mlfleet.settings import get_settings
+
+    head = running_head(get_settings(home=home))
+    if head is None:
+        sys.exit("serve up left no running head behind")
+    return head.pid
 
 
 def promotion_latency(
@@ -357,39 +396,33 @@ def promotion_latency(
     }
 
 
-def summarise(results: dict[str, Any]) -> None:
+def summarise(results: dict[str, Any], out_path: Path) -> None:
     runs = results["runs"]
     summary: dict[str, Any] = {}
     for conns in (1, 32):
+        mine = [r for r in runs if r["conns"] == conns]
         row: dict[str, Any] = {}
         for name in ("plain", "dedicated", "pool"):
-            mine = [r for r in runs if r["target"] == name and r["conns"] == conns]
+            own = [r for r in mine if r["target"] == name]
             row[name] = {
-                "rps": statistics.median(r["rps"] for r in mine),
-                "p50_ms": statistics.median(r["p50_ms"] for r in mine),
-                "p99_ms": statistics.median(r["p99_ms"] for r in mine),
-                "non_2xx": sum(r["non_2xx"] for r in mine),
+                key: harness.median(r[key] for r in own)
+                for key in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "server_cpu_ms_per_request",
+                    "server_peak_mb",
+                )
             }
+            row[name]["non_2xx"] = sum(r["non_2xx"] for r in own)
         for name in ("dedicated", "pool"):
-            ratios, added = [], []
-            for rnd in range(results["rounds"]):
-                a = [
-                    r
-                    for r in runs
-                    if r["target"] == name and r["conns"] == conns and r["round"] == rnd
-                ]
-                b = [
-                    r
-                    for r in runs
-                    if r["target"] == "plain" and r["conns"] == conns and r["round"] == rnd
-                ]
-                if a and b and b[0]["rps"]:
-                    ratios.append(a[0]["rps"] / b[0]["rps"])
-                    added.append(a[0]["p50_ms"] - b[0]["p50_ms"])
-            row[f"{name}_over_plain"] = round(statistics.median(ratios), 3) if ratios else None
+            rps = harness.per_round(mine, "rps", name, "plain", who="target")
+            p50 = harness.per_round(mine, "p50_ms", name, "plain", who="target")
+            ratios = [a / b for a, b in rps if b]
+            row[f"{name}_over_plain"] = round(harness.median(ratios), 3) if ratios else None
             # Each round's own difference (same minute, same machine state), then the median.
             row[f"{name}_added_p50_ms_round_median"] = (
-                round(statistics.median(added), 2) if added else None
+                round(harness.median(a - b for a, b in p50), 2) if p50 else None
             )
             row[f"{name}_added_p50_ms"] = round(row[name]["p50_ms"] - row["plain"]["p50_ms"], 2)
         summary[f"c{conns}"] = row
@@ -402,15 +435,18 @@ def summarise(results: dict[str, Any]) -> None:
         )
         <= 3.0,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print("\nmedians over rounds (req/s, p50 ms):")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2))
+    print("\nmedians over rounds (req/s, p50 ms; server CPU ms per request):")
     for key, row in summary.items():
         print(
-            f"  {key}: plain {row['plain']['rps']:.0f} ({row['plain']['p50_ms']:.2f} ms) | "
-            f"dedicated {row['dedicated']['rps']:.0f} ({row['dedicated']['p50_ms']:.2f} ms) "
+            f"  {key}: plain {row['plain']['rps']:.0f} ({row['plain']['p50_ms']:.2f} ms; "
+            f"{row['plain']['server_cpu_ms_per_request']:.2f}) | "
+            f"dedicated {row['dedicated']['rps']:.0f} ({row['dedicated']['p50_ms']:.2f} ms; "
+            f"{row['dedicated']['server_cpu_ms_per_request']:.2f}) "
             f"= {row['dedicated_over_plain']}x | pool {row['pool']['rps']:.0f} "
-            f"({row['pool']['p50_ms']:.2f} ms) = {row['pool_over_plain']}x"
+            f"({row['pool']['p50_ms']:.2f} ms; {row['pool']['server_cpu_ms_per_request']:.2f})"
+            f" = {row['pool_over_plain']}x"
         )
     print(f"ingress: {results.get('ingress')}; where requests ran: {results.get('served_by')}")
     print(
@@ -419,7 +455,7 @@ def summarise(results: dict[str, Any]) -> None:
     )
     print(f"promotion: {results.get('promotion')}")
     print(f"targets: {results['targets']}")
-    print(f"results: {RESULTS}")
+    print(f"results: {out_path}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ Usage:
   python benchmarks/bench_train.py --quick          # smoke: 5k rows, 4 configs, 1 round
   python benchmarks/bench_train.py                  # 50k rows, 16 configs, 3 rounds
   python benchmarks/bench_train.py --rounds 5 --no-train
+
+Each run also records what this process tree (the embedded Ray and joblib's workers
+included) used meanwhile: CPU seconds, peak memory and the CPU the rest of the host took
+(``harness.TreeMonitor``).
 """
 
 from __future__ import annotations
@@ -39,14 +43,14 @@ import json
 import logging
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+import harness
 
 HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / "data"
@@ -414,109 +418,6 @@ def run_train(spec_path: Path, base: Path, tag: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class CpuMeter:
-    """CPU seconds used on the whole host, and by this process tree, over a run.
-
-    ``foreign_s`` (host minus ours) is what other programs took from our 2 cores while we
-    measured: a run with many foreign seconds was disturbed. Our tree includes the embedded
-    Ray (GCS and raylet are children of this driver, Ray workers children of the raylet) and
-    joblib's loky workers. Tune's trial actors exit at the end of a search and the raylet
-    does not wait for them (their time never reaches its cutime), so a thread samples the
-    tree every 0.2 s and keeps each process's last user+system time: an exiting process
-    loses at most its last 0.2 s.
-    """
-
-    def __init__(self, period_s: float = 0.2) -> None:
-        import threading
-
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.period = period_s
-        self.lock = threading.Lock()
-        self.base: dict[tuple[int, str], float] = {}
-        self.last: dict[tuple[int, str], float] = {}
-        self.start_host = self.start_wall = 0.0
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _host(self) -> float:
-        with open("/proc/stat") as f:
-            parts = [float(x) for x in f.readline().split()[1:]]
-        idle = parts[3] + parts[4]  # idle + iowait
-        return (sum(parts[:8]) - idle) / self.tick
-
-    def _tree(self) -> dict[tuple[int, str], float]:
-        """(pid, start time) -> user+system seconds of this process and its descendants."""
-        children: dict[int, list[int]] = {}
-        stats: dict[int, tuple[str, float]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            pid = int(entry)
-            children.setdefault(int(fields[1]), []).append(pid)
-            stats[pid] = (fields[19], (float(fields[11]) + float(fields[12])) / self.tick)
-        out, todo = {}, [os.getpid()]
-        while todo:
-            pid = todo.pop()
-            if pid in stats:
-                out[(pid, stats[pid][0])] = stats[pid][1]
-            todo.extend(children.get(pid, []))
-        return out
-
-    def _loop(self) -> None:
-        while True:
-            snap = self._tree()
-            with self.lock:
-                self.last.update(snap)
-            time.sleep(self.period)
-
-    def begin(self) -> None:
-        snap = self._tree()
-        with self.lock:
-            self.base, self.last = dict(snap), dict(snap)
-        self.start_host, self.start_wall = self._host(), time.perf_counter()
-
-    def end(self) -> dict[str, float]:
-        host = self._host() - self.start_host
-        wall = time.perf_counter() - self.start_wall
-        snap = self._tree()
-        with self.lock:
-            self.last.update(snap)
-            ours = sum(v - self.base.get(k, 0.0) for k, v in self.last.items())
-        return {
-            "cpu_ours_s": round(ours, 2),
-            "cpu_foreign_s": round(max(host - ours, 0.0), 2),
-            "cpu_util_ours": round(ours / (2 * wall), 3) if wall else 0.0,
-        }
-
-
-def wait_for_quiet_cpu(max_wait_s: float = 2400, poll_s: float = 20) -> float:
-    """Wait until no bench_validate.py runs (it shares this 2-core machine)."""
-    t0 = time.monotonic()
-    announced = False
-    while time.monotonic() - t0 < max_wait_s:
-        out = subprocess.run(["pgrep", "-f", "bench_validate.py"], capture_output=True, text=True)
-        if not out.stdout.strip():
-            return time.monotonic() - t0
-        if not announced:
-            print(
-                f"waiting for bench_validate.py (pids {out.stdout.split()}) to finish ...",
-                flush=True,
-            )
-            announced = True
-        time.sleep(poll_s)
-    print("WARNING: bench_validate.py still running after the wait; measuring anyway", flush=True)
-    return time.monotonic() - t0
-
-
-def median(values: list[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5k rows, 4 configs, 1 round")
@@ -526,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="roc_auc", help="sklearn scorer (default roc_auc)")
     parser.add_argument("--no-train", action="store_true", help="skip the full train() runs")
     parser.add_argument(
-        "--no-wait", action="store_true", help="do not wait for bench_validate.py to finish"
+        "--no-wait", action="store_true", help="do not wait for a quiet host (CPU < 25%%) first"
+    )
+    parser.add_argument(
+        "--max-wait", type=float, default=600.0, help="longest wait for a quiet host (s)"
     )
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     args = parser.parse_args(argv)
@@ -537,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     out_path = args.out or RESULTS_DIR / (
         "bench_train_quick.json" if args.quick else "bench_train.json"
     )
-    waited = 0.0 if (args.quick or args.no_wait) else wait_for_quiet_cpu()
+    skip_wait = args.quick or args.no_wait
+    busy_before = float("nan") if skip_wait else harness.wait_quiet(max_wait=args.max_wait)
 
     # Never join another cluster on this host: an embedded Ray of our own.
     os.environ.setdefault("RAY_ADDRESS", "local")
@@ -547,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imports first, outside every timing.
     import mlflow  # noqa: F401
-    import ray
-    import sklearn
+    import ray  # noqa: F401
+    import sklearn  # noqa: F401
     from ray import tune  # noqa: F401
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
     from sklearn.model_selection import HalvingRandomSearchCV  # noqa: F401
@@ -584,13 +489,12 @@ def main(argv: list[str] | None = None) -> int:
 
     order = list(CONTENDERS) + ([] if args.no_train else ["train"])
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in order}
-    meter = CpuMeter()
     print(f"{'round':>5}  {'contender':<34}{'wall s':>8}{'holdout':>9}  best / details")
     try:
-        for r in range(1, rounds + 1):
-            for kind in order:
+        with harness.TreeMonitor(os.getpid(), interval=0.2) as monitor:
+            for r, kind in harness.rounds(order, rounds):
                 tag = f"r{r}-{kind}"
-                meter.begin()
+                monitor.begin()
                 if kind == "mlfleet":
                     res = run_mlfleet(loaded, configs, splits, work / "tune", tag)
                     detail = (
@@ -611,11 +515,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"({res['fit_work_s']:.1f} s fit work), refit {res['refit_s']:.1f}"
                     )
                 res["round"] = r
-                res.update(meter.end())
+                usage = res["usage"] = monitor.end().as_dict()
                 detail += (
-                    f"; cpu ours {res['cpu_ours_s']:.0f} s "
-                    f"({100 * res['cpu_util_ours']:.0f}% of 2 cores), "
-                    f"foreign {res['cpu_foreign_s']:.0f} s"
+                    f"; cpu ours {usage['cpu_s']:.0f} s "
+                    f"({100 * usage['cpu_s'] / (harness.CPUS * usage['wall_s']):.0f}% of "
+                    f"{harness.CPUS} cores), foreign {usage['foreign_cpu_s']:.0f} s, "
+                    f"peak {usage['peak_mb']:,.0f} MB"
                 )
                 runs[kind].append(res)
                 print(
@@ -628,8 +533,8 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {
         k: {
-            "wall_s": median([x["wall_s"] for x in v]),
-            "holdout": median([x["holdout"] for x in v]),
+            "wall_s": harness.median([x["wall_s"] for x in v]),
+            "holdout": harness.median([x["holdout"] for x in v]),
         }
         for k, v in runs.items()
     }
@@ -647,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for k in order:
         walls = [x["wall_s"] for x in runs[k]]
-        foreign = median([x["cpu_foreign_s"] for x in runs[k]])
+        foreign = harness.median([x["usage"]["foreign_cpu_s"] for x in runs[k]])
         rr = f"{med['mlfleet']['wall_s'] / med[k]['wall_s']:>10.2f}x" if k in peers else ""
         print(
             f"  {LABELS[k]:<34}{med[k]['wall_s']:>8.1f}{min(walls):>7.1f}{max(walls):>7.1f}"
@@ -655,11 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     m = runs["mlfleet"]
     print(
-        f"  mlfleet breakdown (medians): search {median([x['search_s'] for x in m]):.1f} s "
-        f"(trial work {median([x['trial_work_s'] for x in m]):.1f} s over 2 slots, Tune "
-        f"overhead {median([x['tune_overhead_s'] for x in m]):.1f} s), refit "
-        f"{median([x['refit_s'] for x in m]):.1f} s, holdout scoring "
-        f"{median([x['score_s'] for x in m]):.2f} s"
+        f"  mlfleet breakdown (medians): search {harness.median([x['search_s'] for x in m]):.1f} s "
+        f"(trial work {harness.median([x['trial_work_s'] for x in m]):.1f} s over 2 slots, Tune "
+        f"overhead {harness.median([x['tune_overhead_s'] for x in m]):.1f} s), refit "
+        f"{harness.median([x['refit_s'] for x in m]):.1f} s, holdout scoring "
+        f"{harness.median([x['score_s'] for x in m]):.2f} s"
     )
     print(f"  Ray start-up apart: {ray_start:.1f} s")
     print(
@@ -673,18 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     out_path.write_text(
         json.dumps(
             {
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "versions": {
-                    "sklearn": sklearn.__version__,
-                    "ray": ray.__version__,
-                    "python": sys.version.split()[0],
-                },
-                "cpus": os.cpu_count(),
+                **harness.environment(["scikit-learn", "ray", "mlflow", "pandas"]),
                 "rows": rows,
                 "features": len(loaded.features),
                 "metric": loaded.spec.search.metric,
                 "rounds": rounds,
-                "waited_for_bench_validate_s": round(waited, 1),
+                "host_busy_pct_before": busy_before,
                 "split": {k: len(v) for k, v in splits.items() if k.startswith("X_")},
                 "configs": [{"estimator": c["estimator"], "params": c["params"]} for c in configs],
                 "ray_startup_s": ray_start,
