@@ -9,13 +9,15 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup quickstart test lint bench bench-validate bench-drift clean
+.PHONY: help setup quickstart test test-fast lint bench bench-validate bench-train bench-serve bench-drift clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
 	@echo "make test         run the test suite"
+	@echo "make test-fast    unit tests only (no Ray; seconds)"
 	@echo "make lint         ruff + mypy + import contracts (pyproject.toml)"
-	@echo "make bench        side-by-side benchmarks (slow)"
+	@echo "make bench        every side-by-side benchmark (slow; BENCH_FLAGS=--quick: smoke)"
+	@echo "make bench-validate / bench-train / bench-serve / bench-drift   one of them"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -33,20 +35,36 @@ quickstart: setup
 test: setup
 	$(VENV)/bin/python -m pytest tests
 
+test-fast: setup
+	$(VENV)/bin/python -m pytest tests/unit -m "not ray and not slow"
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
-bench: bench-validate bench-drift
+# Each benchmark writes benchmarks/results/<name>.json (--quick: a smoke run, written apart).
+BENCH_FLAGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: bench-validate bench-train bench-serve bench-drift
 
 bench-validate: setup
-	$(VENV)/bin/python benchmarks/bench_validate.py
+	$(VENV)/bin/python benchmarks/bench_validate.py $(BENCH_FLAGS)
+
+bench-train: setup
+	$(VENV)/bin/python benchmarks/bench_train.py $(BENCH_FLAGS)
+
+# The load generator: wrk, from the distribution's packages (taskset comes with util-linux).
+bench-serve: setup
+	@command -v wrk >/dev/null || $(SUDO) apt-get install -y wrk \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+	$(VENV)/bin/python benchmarks/bench_serve.py $(BENCH_FLAGS)
 
 # Evidently runs in its own uv environment (it needs pandas < 3), never in the project's.
 bench-drift: setup
-	$(VENV)/bin/python benchmarks/bench_drift.py --uv $(UV)
+	$(VENV)/bin/python benchmarks/bench_drift.py --uv $(UV) $(BENCH_FLAGS)
 
 clean:
 	rm -rf .mlfleet .pytest_cache
