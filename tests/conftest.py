@@ -10,7 +10,6 @@ import pytest
 
 from mlfleet.ray_runtime import prepare_ray_env
 
-REPO = Path(__file__).resolve().parents[1]
 prepare_ray_env()  # as the CLI does, before anything imports ray
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli import run_cli
-from tests.messy import CONTRACT_YAML, write_sources
+from tests.support.cli import run_cli
+from tests.support.messy import CONTRACT_YAML, write_sources
 
 
 def run(args: list[str], home: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:

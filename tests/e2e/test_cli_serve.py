@@ -13,10 +13,10 @@ import psutil
 import pytest
 
 from examples.quickstart import EXAMPLE_ROWS
-from tests.conftest import REPO
-from tests.e2e.cli import run_cli
-from tests.integration.test_serving import free_port
-from tests.messy import diabetes_spec_copy
+from tests.support import REPO
+from tests.support.cli import run_cli
+from tests.support.messy import diabetes_spec_copy
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 run = run_cli

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from examples.quickstart import EXAMPLE_ROWS
-from tests.conftest import REPO
-from tests.e2e.cli import run_cli
-from tests.messy import CONTRACT_YAML, diabetes_spec_copy, write_sources
-from tests.ray_head import BIN, RayHead, ray_head
+from tests.support import REPO
+from tests.support.cli import run_cli
+from tests.support.messy import CONTRACT_YAML, diabetes_spec_copy, write_sources
+from tests.support.ray_head import BIN, RayHead, ray_head
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
 
     import httpx
 
-    from tests.integration.test_serving import free_port
+    from tests.support.net import free_port
 
     home = tmp_path / "home"
     specs = tmp_path / "specs"

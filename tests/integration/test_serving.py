@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from mlfleet.serving.auth import digest
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import train
-from tests.messy import LOANS_CONTRACT, loans_frame
+from tests.support.messy import LOANS_CONTRACT, loans_frame
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.ray
 
@@ -67,12 +67,6 @@ FLEET = {
     "loan-c": ("sklearn.tree.DecisionTreeClassifier", {"max_depth": 3}, "pool"),
     "loan-fast": (*LOGREG, "dedicated"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from mlfleet.registry import RegistryError
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import TrainResult, train
-from tests.messy import LOANS_CONTRACT, loans_frame
+from tests.support.messy import LOANS_CONTRACT, loans_frame
 
 pytestmark = pytest.mark.ray
 

@@ -14,7 +14,7 @@ import yaml
 from mlfleet.contract.schema import parse_contract
 from mlfleet.data.validate import ValidationResult, validate
 from mlfleet.settings import get_settings
-from tests.messy import CONTRACT_YAML, write_sources
+from tests.support.messy import CONTRACT_YAML, write_sources
 
 pytestmark = pytest.mark.ray
 

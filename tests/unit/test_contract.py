@@ -7,7 +7,7 @@ import yaml
 
 from mlfleet.contract.schema import load_contract, parse_contract
 from mlfleet.errors import ContractError
-from tests.messy import CONTRACT_YAML
+from tests.support.messy import CONTRACT_YAML
 
 ISSUE_CONTRACT = CONTRACT_YAML
 

@@ -10,7 +10,7 @@ from mlfleet.contract.schema import parse_contract
 from mlfleet.errors import SpecError
 from mlfleet.training.features import build_pipeline, feature_frame
 from mlfleet.training.trials import TrialOutcome, best_outcome, rung_fractions
-from tests.messy import CONTRACT_YAML
+from tests.support.messy import CONTRACT_YAML
 
 CONTRACT = parse_contract(yaml.safe_load(CONTRACT_YAML))
 FEATURES = ["age", "plan", "monthly_spend"]

@@ -6,7 +6,7 @@ import platform
 import sysconfig
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def test_platform_folder_has_no_init() -> None:

@@ -9,7 +9,7 @@ import yaml
 from mlfleet.errors import SpecError
 from mlfleet.spec import load_spec
 from mlfleet.training.space import sample_configs
-from tests.messy import CONTRACT_YAML
+from tests.support.messy import CONTRACT_YAML
 
 SPEC = {
     "name": "churn",

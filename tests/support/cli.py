@@ -6,7 +6,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 MLFLEET = [sys.executable, "-m", "mlfleet.cli.main"]
 

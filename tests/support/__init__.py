@@ -1,0 +1,15 @@
+"""Helpers shared by the tests, imported the same way everywhere: ``from tests.support... import``.
+
+Fixtures live in ``tests/conftest.py``; test modules import from here and from nowhere
+else in ``tests``:
+
+- ``messy``: the issue's example contract, three messy sources and the loans data.
+- ``cli``: running the ``mlfleet`` CLI as a user would.
+- ``ray_head``: a real ``ray start --head`` cluster for job-submission tests.
+- ``net``: free local ports.
+- ``waiting``: waiting on a condition with a deadline, for what offers nothing to wait on.
+"""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
