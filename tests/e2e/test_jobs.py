@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -15,7 +16,9 @@ from examples.quickstart import EXAMPLE_ROWS
 from tests.support import REPO
 from tests.support.cli import run_cli
 from tests.support.messy import CONTRACT_YAML, diabetes_spec_copy, write_sources
+from tests.support.net import free_port
 from tests.support.ray_head import BIN, RayHead, ray_head
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -118,15 +121,26 @@ def test_train_job_then_models_cli(head: RayHead, tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "has no version '7'" in unknown.stderr
 
 
+def serve_fleet_running(head: RayHead, app: str) -> bool:
+    """Whether Serve's REST API reports ``app`` RUNNING behind healthy proxies.
+
+    Raises:
+        AssertionError: the deploy failed (no use waiting any longer).
+    """
+    r = httpx.get(f"{head.dashboard_url}/api/serve/applications/", headers=head.headers, timeout=10)
+    if r.status_code != 200:  # the dashboard's Serve module is not up yet
+        return False
+    body = r.json()
+    status = body.get("applications", {}).get(app, {})
+    assert status.get("status") != "DEPLOY_FAILED", status.get("message")
+    proxies = body.get("proxies") or {}
+    healthy = bool(proxies) and all(p.get("status") == "HEALTHY" for p in proxies.values())
+    return status.get("status") == "RUNNING" and healthy
+
+
 def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
     """`serve deploy serve_apps/fleet.yaml` (the committed config, with this test's port,
     specs and MLFLEET_HOME) brings the fleet up on a cluster mlfleet did not start."""
-    import time
-
-    import httpx
-
-    from tests.support.net import free_port
-
     home = tmp_path / "home"
     specs = tmp_path / "specs"
     spec_path = diabetes_spec_copy(REPO, specs, num_samples=1)
@@ -150,23 +164,15 @@ def test_serve_deploy_yaml_on_the_head(head: RayHead, tmp_path: Path) -> None:
         check=False,
     )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-    url = f"http://127.0.0.1:{port}"
+    app = config["applications"][0]["name"]
+    wait_for(lambda: serve_fleet_running(head, app), timeout=240, what=f"Serve running {app!r}")
     row = EXAMPLE_ROWS["diabetes-progression"]
-    deadline = time.monotonic() + 240
-    response = None
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.post(
-                f"{url}/v1/models/diabetes-progression/predict",
-                json={"instances": [row]},
-                timeout=30,
-            )
-            if response.status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    assert response is not None and response.status_code == 200, response and response.text
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/models/diabetes-progression/predict",
+        json={"instances": [row]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
     assert response.json()["model"] == "diabetes-progression"
     subprocess.run(
         [serve_cli, "shutdown", "-y", "--address", head.dashboard_url],

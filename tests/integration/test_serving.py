@@ -4,10 +4,8 @@ multiplexing, batching, and promotion/rollback under load."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from mlfleet.spec import load_spec
 from mlfleet.training.run import train
 from tests.support.messy import LOANS_CONTRACT, loans_frame
 from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -342,15 +341,15 @@ def test_an_idle_gateway_answers_small_models_itself_with_the_same_result(
     client: httpx.Client, gateway: str
 ) -> None:
     rows = {"instances": [GOOD_ROW, {**GOOD_ROW, "region": "west", "debt_ratio": 0.2}]}
-    inline = None
-    for _ in range(100):  # the gateway loads its copy in the background, off the request path
+
+    def answered_by_the_gateway() -> dict[str, Any] | None:
         r = predict(client, "loan-a", rows)
         assert r.status_code == 200, r.text
-        if r.headers["x-served-by"] == "gateway":
-            inline = r.json()
-            break
-        time.sleep(0.05)
-    assert inline is not None, "the idle gateway never answered loan-a itself"
+        return r.json() if r.headers["x-served-by"] == "gateway" else None
+
+    # The gateway loads its copy in the background, off the request path, and says nothing
+    # when it is done: ask until it answers itself.
+    inline = wait_for(answered_by_the_gateway, timeout=30, what="the idle gateway answering")
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=gateway, timeout=60) as c:
@@ -366,47 +365,70 @@ def test_an_idle_gateway_answers_small_models_itself_with_the_same_result(
         assert body["probabilities"] == inline["probabilities"]
 
 
+class Responses:
+    """What a load thread was answered, with a condition to wait on instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.versions: list[str] = []
+        self.changed = threading.Condition()
+
+    def add(self, response: httpx.Response) -> None:
+        with self.changed:
+            self.statuses.append(response.status_code)
+            if response.status_code == 200:
+                self.versions.append(response.json()["version"])
+            self.changed.notify_all()
+
+    def count(self) -> int:
+        with self.changed:
+            return len(self.versions)
+
+    def wait(self, predicate: Callable[[list[str]], bool], what: str) -> None:
+        """Block until ``predicate(versions)`` holds (at most 30 s)."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: predicate(self.versions), timeout=30), what
+
+
 def test_promotion_and_rollback_under_load(client: httpx.Client, gateway: str) -> None:
-    statuses: list[int] = []
-    versions: list[tuple[float, str]] = []
+    seen = Responses()
     stop = threading.Event()
 
     def load() -> None:
         with httpx.Client(base_url=gateway, timeout=60) as c:
             while not stop.is_set():
-                r = c.post(
-                    "/v1/models/loan-fast/predict", json={"instances": [GOOD_ROW]}, headers=auth()
+                seen.add(
+                    c.post(
+                        "/v1/models/loan-fast/predict",
+                        json={"instances": [GOOD_ROW]},
+                        headers=auth(),
+                    )
                 )
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    versions.append((time.monotonic(), r.json()["version"]))
 
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     try:
-        time.sleep(1.0)
+        seen.wait(lambda v: v.count("1") >= 5, "the load never got answers from v1")
         promoted = client.post(
             "/v1/models/loan-fast/promote", json={"version": "2"}, headers=auth(ADMIN_KEY)
         )
         assert promoted.status_code == 200, promoted.text
         assert promoted.json() == {"model": "loan-fast", "champion": "2"}
-        deadline = time.monotonic() + 30
-        while not any(v == "2" for _, v in versions) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        seen.wait(lambda v: "2" in v, "no answer from v2 after the promotion")
         rolled = client.post("/v1/models/loan-fast/rollback", headers=auth(ADMIN_KEY))
         assert rolled.status_code == 200 and rolled.json()["champion"] == "1"
-        mark = time.monotonic()
-        while not any(t > mark and v == "1" for t, v in versions) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)
+        mark = seen.count()
+        # Rolled back for good: the last few answers, all after the rollback, come from v1.
+        seen.wait(
+            lambda v: len(v) >= mark + 5 and set(v[-5:]) == {"1"},
+            "v1 did not take over again after the rollback",
+        )
     finally:
         stop.set()
         thread.join(timeout=30)
-    assert statuses and all(s == 200 for s in statuses), sorted(set(statuses))
-    seen = [v for _, v in versions]
-    assert "2" in seen and seen[-1] == "1"
+    assert seen.statuses and all(s == 200 for s in seen.statuses), sorted(set(seen.statuses))
+    assert "2" in seen.versions and seen.versions[-1] == "1"
     assert registry.alias_version("loan-fast", "champion").version == "1"
-    assert json.loads(json.dumps(seen[:1]))  # the load loop really ran
 
 
 def listed_champions(client: httpx.Client) -> dict[str, str | None]:
@@ -416,9 +438,12 @@ def listed_champions(client: httpx.Client) -> dict[str, str | None]:
 
 
 def wait_for_listed_champion(client: httpx.Client, name: str, version: str) -> None:
-    deadline = time.monotonic() + 30
-    while listed_champions(client)[name] != version:
-        assert time.monotonic() < deadline, f"/v1/models never listed {name} v{version}"
+    # The gateway refreshes its listing on a timer and signals nothing: ask until it shows.
+    wait_for(
+        lambda: listed_champions(client)[name] == version,
+        timeout=30,
+        what=f"/v1/models listing {name} v{version}",
+    )
 
 
 def test_model_listing_is_cached_yet_follows_the_registry(client: httpx.Client) -> None:

@@ -9,18 +9,21 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import psutil
 
 from mlfleet import cluster
 from mlfleet.settings import get_settings
+from tests.support.waiting import wait_for
 
 BIN = Path(sys.executable).parent
+# What `ray start` prints once the head is up, its dashboard (and so the Jobs API) included:
+# Ray waits for the dashboard's HTTP server to register its address before saying so.
+STARTED = "Ray runtime started."
 
 
 @dataclass
@@ -29,12 +32,25 @@ class RayHead:
     dashboard_url: str
     env: dict[str, str]
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What an HTTP client of the dashboard sends: the cluster's token, when there is one."""
+        token_file = Path.home() / ".ray" / "auth_token"
+        if token_file.is_file():
+            return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        return {}
 
-def _token_headers() -> dict[str, str]:
-    token_file = Path.home() / ".ray" / "auth_token"
-    if token_file.is_file():
-        return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
-    return {}
+
+def _has_started(state: cluster.HeadState) -> bool:
+    if STARTED in Path(state.log).read_text(errors="replace"):
+        return True
+    try:
+        gone = psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        gone = True
+    if gone:
+        raise RuntimeError(f"`ray start` exited before the head was up; see {state.log}")
+    return False
 
 
 @contextmanager
@@ -50,19 +66,7 @@ def ray_head(num_cpus: int = 2, timeout: float = 120) -> Iterator[RayHead]:
     }
     env.pop("RAY_ADDRESS", None)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                r = httpx.get(
-                    f"{state.dashboard_url}/api/version", headers=_token_headers(), timeout=2
-                )
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the Ray dashboard did not answer in time")
-            time.sleep(0.5)
+        wait_for(lambda: _has_started(state), timeout=timeout, what="the Ray head's start-up line")
         yield RayHead(gcs_address=state.gcs_address, dashboard_url=state.dashboard_url, env=env)
     finally:
         cluster.stop_head(state)
