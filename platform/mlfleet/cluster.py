@@ -100,7 +100,7 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         ClusterError: when it does not come up in time.
     """
     bin_dir = Path(sys.executable).parent
-    port, dashboard = free_port(), free_port()
+    port, dashboard, agent = free_port(), free_port(), free_port()
     temp = Path(f"/tmp/mlfleet-ray-{os.getpid()}-{port}")
     log_dir = settings.home / "cluster"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +128,10 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         "127.0.0.1",
         "--dashboard-port",
         str(dashboard),
+        # Ray's default agent port (52365) is one per host: on a host that already runs a
+        # head, this head's job agent could not bind it, and no job could ever be submitted.
+        "--dashboard-agent-listen-port",
+        str(agent),
         "--include-dashboard",
         "true",
         "--temp-dir",
