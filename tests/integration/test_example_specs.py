@@ -11,34 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from mlfleet import registry
 from mlfleet.contract import semantics
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import train
+from tests.support import REPO
+from tests.support.messy import example_spec_copy
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.parent.name for p in (REPO / "specs").glob("*/model.yaml"))
-
-
-def _small_copy(name: str, into: Path) -> Path:
-    """The example spec with absolute paths and a two-configuration search."""
-    spec = yaml.safe_load((REPO / "specs" / name / "model.yaml").read_text())
-    base = REPO / "specs" / name
-    spec["contract"] = str(base / spec["contract"])
-    spec["sources"] = [
-        s.replace("sqlite:///", f"sqlite:///{base}/")
-        if s.startswith("sqlite:///")
-        else str(base / s)
-        for s in spec["sources"]
-    ]
-    spec["search"]["num_samples"] = 2
-    path = into / name / "model.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +42,7 @@ def test_plain_pyfunc_predicts_the_training_data_as_pandas_reads_it(
 ) -> None:
     import mlflow.pyfunc
 
-    loaded = load_spec(_small_copy(example, tmp_path))
+    loaded = load_spec(example_spec_copy(REPO, tmp_path, example, num_samples=2))
     result = train(loaded, settings)
     data_dir = settings.datasets_dir / loaded.contract.name / result.dataset_version / "data"
     frame = pd.read_parquet(data_dir)  # every column, target and keys included

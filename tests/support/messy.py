@@ -164,15 +164,25 @@ def loans_frame(n: int, seed: int) -> pd.DataFrame:
     )
 
 
-def diabetes_spec_copy(repo: Path, specs: Path, num_samples: int) -> Path:
-    """The example diabetes spec with absolute paths and a smaller search, in ``specs``."""
+def example_spec_copy(repo: Path, specs: Path, name: str, num_samples: int) -> Path:
+    """An example spec (``specs/NAME``) with absolute paths and a smaller search, in ``specs``."""
     import yaml
 
-    spec = yaml.safe_load((repo / "specs/diabetes/model.yaml").read_text())
-    spec["contract"] = str(repo / "specs/diabetes/contract.yaml")
-    spec["sources"] = [str(repo / "specs/diabetes/data/diabetes.csv")]
+    base = repo / "specs" / name
+    spec = yaml.safe_load((base / "model.yaml").read_text())
+    spec["contract"] = str(base / spec["contract"])
+    sqlite = "sqlite:///"
+    spec["sources"] = [
+        s.replace(sqlite, f"{sqlite}{base}/", 1) if s.startswith(sqlite) else str(base / s)
+        for s in spec["sources"]
+    ]
     spec["search"]["num_samples"] = num_samples
-    path = specs / "diabetes" / "model.yaml"
+    path = specs / name / "model.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def diabetes_spec_copy(repo: Path, specs: Path, num_samples: int) -> Path:
+    """The example diabetes spec with absolute paths and a smaller search, in ``specs``."""
+    return example_spec_copy(repo, specs, "diabetes", num_samples)
