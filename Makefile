@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup quickstart test test-fast lint bench bench-validate bench-train bench-serve bench-drift clean
+.PHONY: help setup quickstart test test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
@@ -48,10 +48,13 @@ lint: setup
 BENCH_FLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bench: bench-validate bench-train bench-serve bench-drift
+bench: bench-validate bench-train bench-serve bench-drift bench-request-validation
 
 bench-validate: setup
 	$(VENV)/bin/python benchmarks/bench_validate.py $(BENCH_FLAGS)
+
+bench-request-validation: setup
+	$(VENV)/bin/python benchmarks/bench_request_validation.py
 
 bench-train: setup
 	$(VENV)/bin/python benchmarks/bench_train.py $(BENCH_FLAGS)
