@@ -54,7 +54,7 @@ bench-validate: setup
 	$(VENV)/bin/python benchmarks/bench_validate.py $(BENCH_FLAGS)
 
 bench-request-validation: setup
-	$(VENV)/bin/python benchmarks/bench_request_validation.py
+	$(VENV)/bin/python benchmarks/bench_request_validation.py $(BENCH_FLAGS)
 
 bench-train: setup
 	$(VENV)/bin/python benchmarks/bench_train.py $(BENCH_FLAGS)

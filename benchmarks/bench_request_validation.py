@@ -79,10 +79,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 200 calls")
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks/results/bench_request_validation.json"
     )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.calls = 1, 200
+        args.out = args.out.with_name("bench_request_validation_quick.json")
 
     cases: dict[str, dict[str, Callable[[], Any]]] = {}
     counts: dict[str, int] = {}
