@@ -99,6 +99,50 @@ class Settings(BaseSettings):
         description="How often the gateway re-reads the fleet's models and champion aliases.",
     )
 
+    # --- monitor ---
+    monitor_store_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the monitor's store (buckets, sequence numbers, "
+        "statuses, alerts, retrains); empty means sqlite:///<home>/monitor.db.",
+    )
+    monitor_window_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=24 * 60,
+        description="The current window reaches this many minutes back (a spec's "
+        "monitoring.window.minutes overrides it per model).",
+    )
+    monitor_window_rows: int = Field(
+        default=5_000,
+        ge=1,
+        description="...or stops at the first whole minute that brings it to this many rows "
+        "(monitoring.window.rows per model).",
+    )
+    monitor_evaluate_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Every model is evaluated at least this often (and whenever a flush "
+        "completes one of its one-minute buckets).",
+    )
+    monitor_commit_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=5,
+        description="Group commit: flushes arriving within this interval are stored in one "
+        "transaction, and each is acknowledged once it is stored.",
+    )
+    monitor_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="One-minute buckets and status history older than this are deleted.",
+    )
+    monitor_num_cpus: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="CPU share reserved for the monitor actor (Serve replicas need the rest).",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -114,6 +158,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """The MLflow tracking URI in force (SQLite under ``home`` unless set)."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def monitor_store(self) -> str:
+        """The monitor store's SQLAlchemy URL in force (SQLite under ``home`` unless set)."""
+        return self.monitor_store_url or f"sqlite:///{self.home / 'monitor.db'}"
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -19,6 +19,9 @@ from mlfleet.contract import semantics
 from mlfleet.contract.schema import Contract, load_contract
 from mlfleet.errors import SpecError
 
+# The name monitoring.features gives the predictions: the monitor calls them so too
+# (mlfleet.monitoring.reference.PREDICTION, which this layer cannot import).
+PREDICTION = "prediction"
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Only estimators from these modules may be named in a spec: a spec is data, and an
 # arbitrary import string would let a YAML file run any code on the cluster.
@@ -168,6 +171,68 @@ class ServingSpec(_Strict):
     num_cpus: float = Field(default=0.25, gt=0, le=64)
 
 
+class ColumnMonitoring(_Strict):
+    """How one column (a feature, or ``prediction`` for the predictions) is judged.
+
+    Unset fields fall back to the model's ``monitoring:`` block.
+    """
+
+    method: str | None = Field(
+        default=None, description="A registered drift method: psi, jensenshannon, chisquare, ks."
+    )
+    drift: float | None = Field(default=None, description="Drift threshold (method's default).")
+    warning: float | None = Field(default=None, description="Warning threshold.")
+    min_rows: int | None = Field(default=None, ge=1, description="No verdict below this.")
+
+
+class WindowSpec(_Strict):
+    """The current window (unset: MLFLEET_MONITOR_WINDOW_MINUTES / _ROWS)."""
+
+    minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    rows: int | None = Field(default=None, ge=1)
+
+
+class MonitoringSpec(_Strict):
+    """How the monitor judges this model's live traffic against its reference.
+
+    Method names are checked by the monitor, which holds the registry of drift methods
+    (``mlfleet.monitoring.stats``); thresholds default to the method's own.
+    """
+
+    window: WindowSpec = Field(default_factory=WindowSpec)
+    method: str = Field(
+        default="psi", description="Drift method for every column unless overridden."
+    )
+    drift: float | None = Field(default=None, description="Drift threshold (method's default).")
+    warning: float | None = Field(default=None, description="Warning threshold.")
+    drift_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="The model drifts when at least this share of its judged features does "
+        "(default 0.5), or when its predictions do.",
+    )
+    min_rows: int | None = Field(
+        default=None, ge=1, description="No verdict on a column with fewer values (200)."
+    )
+    features: dict[str, ColumnMonitoring] = Field(
+        default_factory=dict,
+        description="Per-column overrides, by feature name (``prediction``: the predictions).",
+    )
+
+
+class RetrainSpec(_Strict):
+    """When the monitor asks for a retrain: drift at N consecutive evaluations."""
+
+    on_drift: bool = Field(default=False, description="Retrain on sustained drift.")
+    sustained_windows: int = Field(
+        default=3, ge=1, description="Consecutive evaluations with status drift that count."
+    )
+    cooldown_minutes: float = Field(
+        default=60, ge=0, description="At most one retrain per model within this time."
+    )
+
+
 class ModelSpec(_Strict):
     """A model of the fleet."""
 
@@ -185,6 +250,8 @@ class ModelSpec(_Strict):
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)
 
 
 def default_features(contract: Contract) -> list[str]:
@@ -285,6 +352,12 @@ def load_spec(path: str | Path) -> LoadedSpec:
             raise SpecError(f"{path}: features: the target {feature!r} cannot be a feature")
     for candidate in spec.search.candidates:
         _check_estimator(path, candidate, spec.task)
+    loaded_features = spec.features if spec.features is not None else default_features(contract)
+    for column in spec.monitoring.features:
+        if column != PREDICTION and column not in loaded_features:
+            raise SpecError(
+                f"{path}: monitoring.features: {column!r} is not a feature of the model"
+            )
     sha = hashlib.sha256((spec.model_dump_json() + contract.sha).encode()).hexdigest()
     return LoadedSpec(spec=spec, path=path, contract=contract, sha=sha)
 
@@ -307,3 +380,21 @@ def _check_estimator(path: Path, candidate: Candidate, task: str) -> None:
     for name in candidate.params:
         if name not in valid:
             raise SpecError(f"{path}: {candidate.estimator} has no parameter {name!r}")
+
+
+def load_fleet_specs(folder: str | Path) -> list[LoadedSpec]:
+    """Every model spec of a fleet folder (``*/model.yaml``), in name order of their folders.
+
+    Raises:
+        SpecError: a spec is invalid, or two specs name the same model.
+    """
+    out: list[LoadedSpec] = []
+    names: dict[str, Path] = {}
+    for path in sorted(Path(folder).glob("*/model.yaml")):
+        loaded = load_spec(path)
+        name = loaded.spec.name
+        if name in names:
+            raise SpecError(f"{path}: the model {name!r} is already named by {names[name]}")
+        names[name] = path
+        out.append(loaded)
+    return out

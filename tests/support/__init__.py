@@ -8,6 +8,7 @@ else in ``tests``:
 - ``ray_head``: a real ``ray start --head`` cluster for job-submission tests.
 - ``net``: free local ports.
 - ``waiting``: waiting on a condition with a deadline, for what offers nothing to wait on.
+- ``monitoring``: model references, sketches and flushes for the drift monitor's tests.
 """
 
 from pathlib import Path

@@ -99,6 +99,13 @@ def mutate(path: str, value: object) -> dict:
         ("search.num_samples", 0, "search.num_samples"),
         ("sources", [], "sources"),
         ("promotion.min_improvment", 0.1, "unknown key 'promotion.min_improvment'"),
+        ("monitoring", {"features": {"email": {"drift": 0.3}}}, "'email' is not a feature"),
+        ("monitoring", {"features": {"prediction": {"method": "chisquare"}}}, None),
+        ("monitoring", {"drift_share": 0}, "monitoring.drift_share"),
+        ("monitoring", {"window": {"minutes": 0}}, "monitoring.window.minutes"),
+        ("monitoring", {"treshold": 0.2}, "unknown key 'monitoring.treshold'"),
+        ("retrain", {"on_drift": True, "sustained_windows": 0}, "retrain.sustained_windows"),
+        ("retrain", {"on_drift": True, "cooldown_minutes": 30}, None),
     ],
 )
 def test_bad_specs_name_the_field(
@@ -106,7 +113,7 @@ def test_bad_specs_name_the_field(
 ) -> None:
     spec = mutate(path, value)
     if expected is None:
-        # A datetime feature is a valid spec; the pipeline refuses it (see test_pipeline).
+        # Valid specs. A datetime feature is one; the pipeline refuses it (see test_pipeline).
         load_spec(write(tmp_path, spec))
         return
     with pytest.raises(SpecError) as info:
