@@ -434,3 +434,18 @@ def test_a_part_in_another_layout_is_refused_not_the_flush() -> None:
     assert state.health()["rejected_rows"] == 5
     state.commit()
     assert state.model("churn")["rows"] == 200
+
+
+def test_counts_pickle_as_one_array_and_read_back_exactly() -> None:
+    import copy
+    import pickle
+
+    counts = sketch(REF, 300)
+    back = pickle.loads(pickle.dumps(counts))
+    assert as_lists(back) == as_lists(counts) and back.nulls == counts.nulls
+    assert (back.rows, back.scored, back.confidence) == (300, 300, counts.confidence)
+    twin = copy.deepcopy(back)
+    twin.add(counts)  # columns are views of one array: adding must not spill over
+    assert as_lists(twin) == {k: [2 * x for x in v] for k, v in as_lists(counts).items()}
+    assert as_lists(back) == as_lists(counts)
+    assert pickle.loads(pickle.dumps(Counts())).columns == {}

@@ -14,6 +14,7 @@ from rich.markup import escape
 from mlfleet.cli import data as data_cli
 from mlfleet.cli import keys as keys_cli
 from mlfleet.cli import models as models_cli
+from mlfleet.cli import monitor as monitor_cli
 from mlfleet.cli import serve as serve_cli
 from mlfleet.cli import train as train_cli
 from mlfleet.cli.console import err_console
@@ -32,6 +33,7 @@ app.command("train")(train_cli.train)
 app.add_typer(models_cli.app, name="models")
 app.add_typer(serve_cli.app, name="serve")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(monitor_cli.app, name="monitor")
 app.command("down", help="Stop whatever mlfleet started (the fleet and its local head).")(
     serve_cli.down
 )
