@@ -182,3 +182,14 @@ def test_cli_status_and_show_and_their_exit_codes(
     unknown = run_cli(["monitor", "show", "nope"], env)
     assert unknown.returncode == 2  # NotFoundError's exit code, as for `mlfleet models show`
     assert unknown.stderr.strip() == "error: no monitored model is named 'nope'"
+
+
+def test_a_monitor_that_cannot_start_says_why_and_is_removed(
+    monitor_settings: Settings,
+) -> None:
+    from mlfleet.monitoring.state import MonitorError
+
+    broken = monitor_settings.model_copy(update={"monitor_store_url": "mysql://db/monitor"})
+    with pytest.raises(MonitorError, match=r"the monitor cannot start: .*mysql is not supported"):
+        ensure_monitor(broken)
+    until(lambda: find_monitor() is None, timeout=60, what="the broken monitor removed")

@@ -12,6 +12,7 @@ RAY_FREE = [
     "mlfleet.training.trials",
     "mlfleet.training.promotion",
     "mlfleet.registry",
+    "mlfleet.monitoring.state",
 ]
 
 

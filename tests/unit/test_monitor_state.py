@@ -3,6 +3,7 @@ restarts, status changes, sustained drift, configuration from the spec."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -449,3 +450,16 @@ def test_counts_pickle_as_one_array_and_read_back_exactly() -> None:
     assert as_lists(twin) == {k: [2 * x for x in v] for k, v in as_lists(counts).items()}
     assert as_lists(back) == as_lists(counts)
     assert pickle.loads(pickle.dumps(Counts())).columns == {}
+
+
+def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    import time
+
+    store = MonitorStore(f"sqlite:///{tmp_path / 'monitor.db'}")
+    store.record_alert(Alert("a1", "churn", "1", T0, None, "drift", "x", {}))
+    with store.engine.begin() as conn:  # a writer holding SQLite's write lock
+        conn.exec_driver_sql("DELETE FROM monitor_alerts")
+        started = time.monotonic()
+        assert [a["id"] for a in store.alerts()] == ["a1"]  # the last committed state
+        assert time.monotonic() - started < 1.0
+    assert store.alerts() == []

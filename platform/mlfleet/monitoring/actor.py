@@ -430,7 +430,9 @@ def ensure_monitor(
         specs_dir: The fleet's specs (``*/model.yaml``): their ``monitoring:`` and
             ``retrain:`` blocks, checked here before the actor starts.
         reference_loader: Where references come from (default: the registry); for tests
-            and benchmarks. It is pickled into the actor, restarts included.
+            and benchmarks. It is pickled into the actor's arguments; a large one lives in
+            the object store, owned by this process, and a restart after this process has
+            ended cannot read it back (Ray's limit for restartable actors).
         timeout: Seconds to wait for the actor to answer.
 
     Raises:
@@ -457,5 +459,11 @@ def ensure_monitor(
         )
         .remote(settings.model_dump_json(), specs, reference_loader)
     )
-    call(handle.health.remote(), timeout=timeout)
+    try:
+        call(handle.health.remote(), timeout=timeout)
+    except MonitorError:
+        # A monitor that cannot start (say, a store it cannot open) stays up to say why;
+        # remove it so that the next attempt, with other settings, starts afresh.
+        ray.kill(handle, no_restart=True)
+        raise
     return handle

@@ -20,6 +20,13 @@ the current window is :func:`~mlfleet.monitoring.window.current_window` over its
 per column every registered statistic is computed and the configured method gives the
 verdict; :func:`~mlfleet.monitoring.stats.model_status` gives the version's status.
 
+**Performance** of a version over its window: the estimated accuracy (classifiers, the mean
+calibrated confidence of the window's predictions,
+:func:`~mlfleet.monitoring.performance.estimated_accuracy`) and the realised accuracy and
+macro F1, or MAE, of the labelled rows among the same minutes' predictions: the prediction
+log reports labels through :meth:`MonitorState.add_realised`, bucketed by the minute the
+rows were predicted, so the two figures describe the same traffic.
+
 **Which version a model's status is about**: the version with the most rows in its window
 (ties: the newest bucket, then the highest version number). That is the champion in normal
 operation, and after a promotion it becomes the new champion as soon as that one has

@@ -49,6 +49,7 @@ from sqlalchemy.pool import StaticPool
 from mlfleet.errors import SettingsError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+READ_ONLY = "mlfleet_read_only"  # an execution option: the connection only reads
 
 metadata = sa.MetaData()
 
@@ -241,7 +242,9 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that reads and then writes fails at once with "database is
         # locked" when another writer holds the lock; an immediate one waits its turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only connections take no lock, and WAL lets them read beside the writer.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_store_engine(url: str) -> Engine:
@@ -285,6 +288,8 @@ class MonitorStore:
 
     def __init__(self, url: str) -> None:
         self._engine = create_store_engine(url)
+        # Reads need no write lock: with WAL they never wait for the writer (see _sqlite_setup).
+        self._reader = self._engine.execution_options(**{READ_ONLY: True})
         self._url = url
         metadata.create_all(self._engine)
 
@@ -358,7 +363,7 @@ class MonitorStore:
         query = sa.select(t.c.model, t.c.version, t.c.minute, t.c.kind, t.c.rows, t.c.data).where(
             t.c.minute >= since_minute
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [BucketRow(*row) for row in conn.execute(query)]
 
     def load_bucket_keys(self, keys: Iterable[tuple[str, str, int, str]]) -> list[BucketRow]:
@@ -366,7 +371,7 @@ class MonitorStore:
         t = buckets_table
         wanted = list(keys)
         out: list[BucketRow] = []
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             for model, version, minute, kind in wanted:
                 row = conn.execute(
                     sa.select(t.c.model, t.c.version, t.c.minute, t.c.kind, t.c.rows, t.c.data)
@@ -385,7 +390,7 @@ class MonitorStore:
         query = sa.select(t.c.sender, t.c.floor, t.c.above, t.c.dropped_rows, t.c.last_seen)
         if names is not None:
             query = query.where(t.c.sender.in_(list(names)))
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [
                 SenderRow(s, int(f), tuple(_loads(a, [])), int(d), float(seen))
                 for s, f, a, d, seen in conn.execute(query)
@@ -396,7 +401,7 @@ class MonitorStore:
         t = models_table
         names = ("model", "version", "status", "judged", "streak", "evaluated_at", "summary")
         query = sa.select(*(t.c[n] for n in names))
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [ModelRow(*row) for row in conn.execute(query)]
 
     def status_history(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -408,7 +413,7 @@ class MonitorStore:
             .order_by(t.c.at.desc(), t.c.id.desc())
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             row.pop("id", None)
@@ -518,7 +523,7 @@ class MonitorStore:
         query = sa.select(table).order_by(table.c.at.desc()).limit(limit)
         if model is not None:
             query = query.where(table.c.model == model)
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [_decoded(dict(r._mapping)) for r in conn.execute(query)]
 
     def _latest(self, table: sa.Table) -> dict[str, dict[str, Any]]:
@@ -530,7 +535,7 @@ class MonitorStore:
         query = sa.select(table).join(
             latest, sa.and_(table.c.model == latest.c.model, table.c.at == latest.c.at)
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return {r.model: _decoded(dict(r._mapping)) for r in conn.execute(query)}
 
     # --- retention ----------------------------------------------------------------------
