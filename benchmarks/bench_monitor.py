@@ -1,7 +1,7 @@
 """Benchmark: the monitor actor keeping up with a fleet's sketches on under half a core.
 
 A real ``mlfleet-monitor`` actor (``ensure_monitor``, SQLite store, group commit) on an
-embedded local Ray of 2 CPUs. 16 sender tasks, each standing for one replica, flush count
+embedded local Ray of 2 CPUs. 16 sender actors, each standing for one replica, flush count
 vectors of 200 models × 20 features (16 numeric with 20 reference bins, 4 categorical with
 5 values) plus the predictions every 2 s, each part stamped with the current minute, and
 wait for the acknowledgement as a replica would. Every 10th flush is sent twice at once and
@@ -10,8 +10,9 @@ see acknowledged: the monitor must count each once.
 
 Measured:
 
-- the actor process's CPU (user + system, all its threads, from psutil) over the run after
-  a warm-up, as a share of one core (target: < 0.5);
+- the actor process's CPU (user + system, all its threads: ``harness.TreeMonitor`` on its
+  pid) over the run after a warm-up, as a share of one core (target: < 0.5); the whole run's
+  tree is measured too, for the CPU the rest of the host took meanwhile (``noise``);
 - acknowledgement latency: in the actor from a flush's arrival to its acknowledgement
   (``ack_ms``: waits for the group commit), the transaction's write (``write_ms``), and the
   senders' round trip (``roundtrip_ms``, Ray's call overhead and pickling included);
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform as host_platform
 import sqlite3
 import sys
 import tempfile
@@ -40,8 +40,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
-import psutil
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -166,11 +166,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "n": len(values)}
 
 
-def host_busy_s() -> float:
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 s smoke run")
@@ -181,6 +176,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet host")
+    parser.add_argument("--max-wait", type=float, default=300.0)
     args = parser.parse_args()
     measured = args.seconds or (15.0 if args.quick else 60.0)
     warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 10.0)
@@ -195,6 +192,9 @@ def main() -> None:
     from mlfleet.monitoring.state import StaticReferences
     from mlfleet.settings import get_settings
 
+    env = harness.environment(["ray", "numpy", "sqlalchemy"])
+    busy = 0.0 if args.no_wait else harness.wait_quiet(25.0, args.max_wait)
+    print(f"git {env['git_head']}; host busy {busy:.0f}% before the run")
     home = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
     settings = get_settings(home=home, ray_num_cpus=2)
     started = time.monotonic()
@@ -203,8 +203,7 @@ def main() -> None:
     refs = references(args.models)
     handle = ensure_monitor(settings, reference_loader=StaticReferences(refs))
     health = call(handle.health.remote())
-    actor = psutil.Process(health["pid"])
-    print(f"ray up in {ray_start_s:.1f} s; monitor pid {actor.pid}; store {health['store']}")
+    print(f"ray up in {ray_start_s:.1f} s; monitor pid {health['pid']}; store {health['store']}")
 
     senders = [
         ray.remote(num_cpus=SENDER_CPUS)(Sender).remote(handle, i, args.models, args.rows)
@@ -215,23 +214,27 @@ def main() -> None:
     total_s = warmup + measured
     runs = [s.run.remote(start_at, args.interval, total_s, args.senders) for s in senders]
     time.sleep(max(0.0, start_at + warmup - time.time()))
-    cpu0, wall0, host0 = sum(actor.cpu_times()[:2]), time.monotonic(), host_busy_s()
-    health0 = call(handle.health.remote())
-    time.sleep(measured)
-    cpu1, wall1, host1 = sum(actor.cpu_times()[:2]), time.monotonic(), host_busy_s()
-    health1 = call(handle.health.remote())
+    # The actor's process alone (the target), and the whole run (the embedded Ray's every
+    # process is this driver's descendant) for the CPU the rest of the host took meanwhile.
+    with (
+        harness.TreeMonitor(health["pid"], interval=0.2) as actor,
+        harness.TreeMonitor(os.getpid(), interval=0.2) as everything,
+    ):
+        health0 = call(handle.health.remote())
+        time.sleep(measured)
+        health1 = call(handle.health.remote())
+        actor_usage, run_usage = actor.end(), everything.end()
     results = ray.get(runs)
     health = call(handle.health.remote())
     db = home / "monitor.db"
     rows_stored = stored_rows(db)
     rows_sent = sum(r["rows"] for r in results)
     fleet = call(handle.fleet.remote())
-    cores = (cpu1 - cpu0) / (wall1 - wall0)
+    cores = actor_usage.cpu_s / actor_usage.wall_s
+    in_window = health1["flushes"] - health0["flushes"]
     roundtrip = [x for r in results for x in r["roundtrip_ms"]]
     report = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "versions": {"ray": ray.__version__, "python": host_platform.python_version()},
-        "cpus": psutil.cpu_count(),
+        **env,
         "config": {
             "senders": args.senders,
             "models": args.models,
@@ -239,18 +242,19 @@ def main() -> None:
             "rows_per_model_per_flush": args.rows,
             "interval_s": args.interval,
             "warmup_s": warmup,
-            "measured_s": round(wall1 - wall0, 2),
+            "measured_s": round(actor_usage.wall_s, 2),
             "commit_seconds": settings.monitor_commit_seconds,
             "monitor_num_cpus": settings.monitor_num_cpus,
         },
         "actor_cpu_cores": round(cores, 4),
-        "actor_cpu_ms_per_flush": round(
-            (cpu1 - cpu0) * 1000 / max(1, health1["flushes"] - health0["flushes"]), 2
-        ),
-        "flushes_in_window": health1["flushes"] - health0["flushes"],
         "target_cores": TARGET_CORES,
         "target_met": cores < TARGET_CORES,
-        "host_busy_cores": round((host1 - host0) / (wall1 - wall0), 3),
+        "actor_cpu_ms_per_flush": round(actor_usage.cpu_s * 1000 / max(1, in_window), 2),
+        "flushes_in_window": in_window,
+        "actor_peak_mb": round(actor_usage.peak_mb, 1),
+        "run_cpu_cores": round(run_usage.cpu_s / run_usage.wall_s, 3),
+        "noise": round(run_usage.foreign_cpu_frac, 4),
+        "foreign_cpu_s": round(run_usage.foreign_cpu_s, 2),
         "ack_ms": health["ack_ms"],
         "write_ms": health["write_ms"],
         "roundtrip_ms": percentiles(roundtrip),
@@ -268,7 +272,7 @@ def main() -> None:
         "statuses": dict(sorted(Counter(m["status"] for m in fleet).items())),
         "store_mb": round(db.stat().st_size / 1e6, 2),
     }
-    print(json.dumps({k: v for k, v in report.items() if k not in ("versions",)}, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "versions"}, indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(

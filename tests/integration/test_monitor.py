@@ -20,8 +20,9 @@ from mlfleet.monitoring.state import StaticReferences
 from mlfleet.monitoring.store import MonitorStore
 from mlfleet.monitoring.window import minute_of
 from mlfleet.settings import Settings, get_settings
-from tests.e2e.cli import run_cli
-from tests.support.monitoring import flush, reference, sketch, total, until
+from tests.support.cli import run_cli
+from tests.support.monitoring import flush, reference, sketch, total
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -34,7 +35,7 @@ def kill_monitor() -> None:
     handle = find_monitor()
     if handle is not None:
         ray.kill(handle, no_restart=True)
-    until(lambda: find_monitor() is None, timeout=60, what="the monitor's name released")
+    wait_for(lambda: find_monitor() is None, timeout=60, what="the monitor's name released")
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def test_a_killed_monitor_restarts_with_its_history(
     pid = call(monitor.health.remote())["pid"]
 
     ray.kill(monitor, no_restart=False)  # as if its process died: Ray starts it again
-    until(
+    wait_for(
         lambda: call(monitor.health.remote(), timeout=120)["pid"] != pid,
         timeout=120,
         what="the monitor restarted",
@@ -192,4 +193,4 @@ def test_a_monitor_that_cannot_start_says_why_and_is_removed(
     broken = monitor_settings.model_copy(update={"monitor_store_url": "mysql://db/monitor"})
     with pytest.raises(MonitorError, match=r"the monitor cannot start: .*mysql is not supported"):
         ensure_monitor(broken)
-    until(lambda: find_monitor() is None, timeout=60, what="the broken monitor removed")
+    wait_for(lambda: find_monitor() is None, timeout=60, what="the broken monitor removed")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
-
 import numpy as np
 import pandas as pd
 
@@ -21,7 +17,6 @@ from mlfleet.monitoring.sketch import Binner, Counts
 
 CLASSES = ("no", "yes")
 PLANS = ("basic", "pro", "team")
-T = TypeVar("T")
 EDGES = [float(e) for e in np.linspace(-3.0, 3.0, 13)]  # 12 bins of a standard normal
 
 
@@ -86,18 +81,3 @@ def total(*counts: Counts) -> Counts:
     for c in counts:
         out.add(c)
     return out
-
-
-def until(condition: Callable[[], T], *, timeout: float, what: str) -> T:
-    """The first truthy ``condition()``, polled with growing gaps until ``timeout`` seconds
-    (for what offers nothing to wait on, such as a name Ray releases after a kill)."""
-    deadline = time.monotonic() + timeout
-    gap = 0.01
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(gap)
-        gap = min(gap * 2, 0.5)
