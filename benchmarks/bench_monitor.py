@@ -4,7 +4,8 @@ A real ``mlfleet-monitor`` actor (``ensure_monitor``, SQLite store, group commit
 embedded local Ray of 2 CPUs. 16 sender actors, each standing for one replica, flush count
 vectors of 200 models × 20 features (16 numeric with 20 reference bins, 4 categorical with
 5 values) plus the predictions every 2 s, each part stamped with the current minute, and
-wait for the acknowledgement as a replica would. Every 10th flush is sent twice at once and
+wait for the acknowledgement as a replica would. Traffic follows the references, except
+for one model in ten whose numeric features are shifted. Every 10th flush is sent twice at once and
 every 10th (others) again after its acknowledgement, as replicas resend what they could not
 see acknowledged: the monitor must count each once.
 
@@ -48,6 +49,7 @@ RESULTS = HERE / "results"
 TARGET_CORES = 0.5
 NUMERIC, CATEGORICAL, CATEGORIES = 16, 4, 5
 CLASSES = ("a", "b", "c")
+SHIFTED_EVERY = 10
 SENDER_CPUS = 0.05  # 16 senders on a 2-CPU Ray, beside the monitor's 0.1
 
 
@@ -87,27 +89,39 @@ def references(models: int) -> list[Any]:
 class Sender:
     """One replica: a flush of every model's counts every ``interval`` s (a Ray actor)."""
 
-    def __init__(self, handle: Any, index: int, models: int, rows: int) -> None:
+    def __init__(
+        self, handle: Any, index: int, models: int, rows: int, shares: dict[str, np.ndarray]
+    ) -> None:
+        # Traffic like the reference's, except every SHIFTED_EVERY-th model whose numeric
+        # features moved by three bins (half a standard deviation), so statuses differ.
+        self.shares = {}
+        for name, p in shares.items():
+            table = np.tile(p, (models, 1))
+            if name.startswith("n"):
+                table[::SHIFTED_EVERY] = np.roll(p, 3)
+            self.shares[name] = table
+        self.rng = np.random.default_rng(index)
+        self.handle, self.index, self.models, self.rows = handle, index, models, rows
+
+    def counts(self) -> list[Any]:
+        """Every model's counts of ``rows`` new rows (a fresh sample each flush)."""
         from mlfleet.monitoring.sketch import Counts
 
-        rng = np.random.default_rng(index)
-        slots = {f"n{i}": 22 for i in range(NUMERIC)}
-        slots |= {f"c{i}": CATEGORIES + 1 for i in range(CATEGORICAL)}
-        slots["prediction"] = len(CLASSES) + 1
-        self.per_model = [
+        drawn = {
+            name: self.rng.multinomial(self.rows, table).astype(np.int64)
+            for name, table in self.shares.items()
+        }
+        nulls = dict.fromkeys(self.shares, 0)
+        return [
             Counts(
-                rows=rows,
-                columns={
-                    k: rng.multinomial(rows, np.full(n, 1 / n)).astype(np.int64)
-                    for k, n in slots.items()
-                },
-                nulls=dict.fromkeys(slots, 0),
-                scored=rows,
-                confidence=0.8 * rows,
+                rows=self.rows,
+                columns={name: drawn[name][m] for name in drawn},
+                nulls=dict(nulls),
+                scored=self.rows,
+                confidence=0.8 * self.rows,
             )
-            for _ in range(models)
+            for m in range(self.models)
         ]
-        self.handle, self.index, self.models, self.rows = handle, index, models, rows
 
     def ready(self) -> bool:
         return True
@@ -126,9 +140,10 @@ class Sender:
         due = start_at + (self.index / spread) * interval
         while due < start_at + seconds:
             time.sleep(max(0.0, due - time.time()))
+            minute = minute_of(time.time())
             parts = [
-                SketchPart(f"model-{m:03d}", "1", minute_of(time.time()), self.per_model[m])
-                for m in range(self.models)
+                SketchPart(f"model-{m:03d}", "1", minute, counts)
+                for m, counts in enumerate(self.counts())
             ]
             flush = Flush(sender=name, seq=seq, parts=parts)
             began = time.perf_counter()
@@ -201,12 +216,13 @@ def main() -> None:
     ensure_ray(settings)
     ray_start_s = time.monotonic() - started
     refs = references(args.models)
+    shares = {c.name: c.counts / c.counts.sum() for c in refs[0].columns}
     handle = ensure_monitor(settings, reference_loader=StaticReferences(refs))
     health = call(handle.health.remote())
     print(f"ray up in {ray_start_s:.1f} s; monitor pid {health['pid']}; store {health['store']}")
 
     senders = [
-        ray.remote(num_cpus=SENDER_CPUS)(Sender).remote(handle, i, args.models, args.rows)
+        ray.remote(num_cpus=SENDER_CPUS)(Sender).remote(handle, i, args.models, args.rows, shares)
         for i in range(args.senders)
     ]
     ray.get([s.ready.remote() for s in senders])  # every sender's process is up
