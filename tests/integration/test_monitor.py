@@ -20,7 +20,9 @@ from mlfleet.monitoring.state import StaticReferences
 from mlfleet.monitoring.store import MonitorStore
 from mlfleet.monitoring.window import minute_of
 from mlfleet.settings import Settings, get_settings
+from tests.support import REPO
 from tests.support.cli import run_cli
+from tests.support.messy import example_spec_copy
 from tests.support.monitoring import flush, reference, sketch, total
 from tests.support.waiting import wait_for
 
@@ -194,3 +196,32 @@ def test_a_monitor_that_cannot_start_says_why_and_is_removed(
     with pytest.raises(MonitorError, match=r"the monitor cannot start: .*mysql is not supported"):
         ensure_monitor(broken)
     wait_for(lambda: find_monitor() is None, timeout=60, what="the broken monitor removed")
+
+
+def test_the_fleet_specs_configure_the_monitor(monitor_settings: Settings, tmp_path: Path) -> None:
+    import yaml
+
+    from mlfleet.errors import UsageError
+
+    path = example_spec_copy(REPO, tmp_path / "specs", "penguins", num_samples=1)
+    spec = yaml.safe_load(path.read_text())
+    spec["monitoring"] = {"window": {"minutes": 5}, "method": "bogus"}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(UsageError, match="penguin-species: monitoring: unknown drift method"):
+        ensure_monitor(monitor_settings, specs_dir=path.parent.parent)
+    assert find_monitor() is None  # refused before anything started
+
+    spec["monitoring"]["method"] = "jensenshannon"
+    spec["retrain"] = {"on_drift": True, "sustained_windows": 2}
+    path.write_text(yaml.safe_dump(spec))
+    handle = ensure_monitor(monitor_settings, specs_dir=path.parent.parent)
+    [row] = call(handle.evaluate.remote())
+    assert (row["model"], row["status"], row["reason"]) == (
+        "penguin-species",
+        "insufficient",
+        "no traffic in the window",
+    )
+    assert row["window"]["minutes"] == 5 and row["method"] == "jensenshannon"
+    assert row["sustained_windows"] == 2
+    plugins = call(handle.health.remote())["plugin_errors"]
+    assert plugins == {}

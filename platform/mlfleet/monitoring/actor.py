@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
+import json
 import logging
 import os
 import time
@@ -47,6 +49,7 @@ from mlfleet.monitoring.state import (
 )
 from mlfleet.monitoring.store import Alert, MonitorStore
 from mlfleet.settings import Settings
+from mlfleet.spec import ModelSpec
 
 log = logging.getLogger("mlfleet.monitor")
 
@@ -79,6 +82,11 @@ def _plugin(kind: str) -> Callable[..., Any] | None:
         raise
     found: Callable[..., Any] | None = getattr(module, factory, None)
     return found
+
+
+def _plugin_name(kind: str) -> str | None:
+    module_name, factory = PLUGINS[kind]
+    return f"{module_name}.{factory}" if importlib.util.find_spec(module_name) else None
 
 
 def log_alert(alert: Alert) -> None:
@@ -152,10 +160,12 @@ class MonitorActor:
     def __init__(
         self,
         settings_json: str,
+        specs_json: str = "{}",
         specs_dir: str | None = None,
         reference_loader: ReferenceLoader | None = None,
     ) -> None:
         self._error: str | None = None
+        self._plugin_errors: dict[str, str] = {}
         self._started = time.time()
         self._open: asyncio.Future[None] | None = None  # flushes waiting for the next commit
         self._inflight: asyncio.Future[None] | None = None  # the commit being written
@@ -168,11 +178,13 @@ class MonitorActor:
         try:
             self._settings = Settings.model_validate_json(settings_json)
             self._store = MonitorStore(self._settings.monitor_store)
+            # The specs' content, not their folder: the actor may run on another node.
+            specs = {
+                name: ModelSpec.model_validate(spec)
+                for name, spec in json.loads(specs_json).items()
+            }
             self._state = MonitorState(
-                self._store,
-                self._settings,
-                specs=fleet_specs(specs_dir),
-                loader=reference_loader,
+                self._store, self._settings, specs=specs, loader=reference_loader
             )
             self._wire(specs_dir)
             self._gauges = _Gauges()
@@ -190,16 +202,30 @@ class MonitorActor:
     # --- wiring ---------------------------------------------------------------------------
 
     def _wire(self, specs_dir: str | None) -> None:
-        alerts = _plugin("alerts")
-        alert_hook: AlertHook = alerts(self._settings, self._store) if alerts else log_alert
+        """Plug in the sinks, the retrain policy and the prediction log. One that fails to
+        build is left out (and named in ``health()``): drift monitoring goes on without it."""
+        alert_hook: AlertHook = log_alert
+        built = self._build("alerts", self._settings, self._store)
+        if built is not None:
+            alert_hook = built
         self._state.on_alert = self._in_thread(alert_hook)
-        retrain = _plugin("retrain")
-        if retrain is not None:
-            drift_hook: SustainedDriftHook = retrain(self._settings, self._store, specs_dir)
+        drift_hook: SustainedDriftHook | None = self._build(
+            "retrain", self._settings, self._store, specs_dir
+        )
+        if drift_hook is not None:
             self._state.on_sustained_drift = self._in_thread(drift_hook)
-        feedback = _plugin("feedback")
-        if feedback is not None:
-            self._state.prediction_log = feedback(self._settings, self._store, self._state)
+        self._state.prediction_log = self._build(
+            "feedback", self._settings, self._store, self._state
+        )
+
+    def _build(self, kind: str, *args: Any) -> Any:
+        try:
+            factory = _plugin(kind)
+            return None if factory is None else factory(*args)
+        except Exception as exc:
+            log.exception("the monitor's %s module failed to start; going on without it", kind)
+            self._plugin_errors[kind] = repr(exc)
+            return None
 
     def _in_thread(self, hook: Callable[..., None]) -> Callable[..., None]:
         """The hook, run on the hook threads so that a slow sink never stalls the loop."""
@@ -344,6 +370,8 @@ class MonitorActor:
             "started_at": self._started,
             "ack_ms": _percentiles(list(self._latencies)),
             "write_ms": _percentiles(list(self._writes)),
+            "plugins": {kind: _plugin_name(kind) for kind in PLUGINS},
+            "plugin_errors": dict(self._plugin_errors),
         }
 
 
@@ -427,8 +455,9 @@ def ensure_monitor(
 
     Args:
         settings: The store URL, windows and the actor's CPU share.
-        specs_dir: The fleet's specs (``*/model.yaml``): their ``monitoring:`` and
-            ``retrain:`` blocks, checked here before the actor starts.
+        specs_dir: The fleet's specs (``*/model.yaml``): checked here, then their content
+            (``monitoring:`` and ``retrain:`` blocks) is handed to the actor, which may run on
+            another node; the folder itself only to the retrain policy.
         reference_loader: Where references come from (default: the registry); for tests
             and benchmarks. It is pickled into the actor's arguments; a large one lives in
             the object store, owned by this process, and a restart after this process has
@@ -443,9 +472,11 @@ def ensure_monitor(
 
     if not ray.is_initialized():
         raise MonitorError("join the fleet's Ray cluster before starting its monitor")
-    specs = None if specs_dir is None else str(Path(specs_dir).resolve())
-    for spec in fleet_specs(specs).values():
+    folder = None if specs_dir is None else str(Path(specs_dir).resolve())
+    specs = fleet_specs(folder)
+    for spec in specs.values():
         model_config(spec, settings)
+    specs_json = json.dumps({name: spec.model_dump(mode="json") for name, spec in specs.items()})
     handle: Any = (
         ray.remote(MonitorActor)
         .options(
@@ -457,7 +488,7 @@ def ensure_monitor(
             max_task_retries=MAX_TASK_RETRIES,
             num_cpus=settings.monitor_num_cpus,
         )
-        .remote(settings.model_dump_json(), specs, reference_loader)
+        .remote(settings.model_dump_json(), specs_json, folder, reference_loader)
     )
     try:
         call(handle.health.remote(), timeout=timeout)
