@@ -987,7 +987,7 @@ class MonitorState:
 
     def fleet(self) -> list[dict[str, Any]]:
         """Every known model's latest summary, with its last alert and last retrain."""
-        alerts = self.store.last_alerts()
+        alerts = self._last_alerts()
         retrains = self.store.last_retrains()
         out = []
         for name in self.known_models():
@@ -997,6 +997,13 @@ class MonitorState:
             summary["last_retrain"] = retrains.get(name)
             out.append(summary)
         return out
+
+    def _last_alerts(self) -> dict[str, dict[str, Any]]:
+        """Each model's last alert without the evaluation it carried (the row has it)."""
+        alerts = self.store.last_alerts()
+        for alert in alerts.values():
+            alert.pop("details", None)
+        return alerts
 
     def _never_evaluated(self, model: str) -> dict[str, Any]:
         return {
@@ -1029,7 +1036,7 @@ class MonitorState:
         out = dict(st.summary)
         out["detail"] = detail
         out["history"] = self.store.status_history(name, HISTORY_IN_DETAIL)
-        out["last_alert"] = self.store.last_alerts().get(name)
+        out["last_alert"] = self._last_alerts().get(name)
         out["last_retrain"] = self.store.last_retrains().get(name)
         return out
 
