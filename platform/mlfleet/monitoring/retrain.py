@@ -56,6 +56,8 @@ from mlfleet.settings import Settings
 DRIFT = "drift"
 TRAIN_SCRIPT = "train.py"
 FINISHED = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+SUBMIT_ATTEMPTS = 5  # tries of one submission; waits of 1, 2, 4, 8 s between them
+SUBMIT_RETRY_SECONDS = 1.0
 # The checkout's root, seen from platform/mlfleet/monitoring/retrain.py.
 _CHECKOUT = Path(__file__).resolve().parents[3]
 
@@ -252,6 +254,11 @@ def submit_retrain(
         python: The job's interpreter; default this process's (the head's venv when
             called from the monitor actor).
 
+    A submission the Jobs API refuses with a 5xx or no answer (a head that just started
+    has no job agent for a few seconds) is tried again, up to ``SUBMIT_ATTEMPTS`` times
+    over about 15 s, with the same submission id: the call blocks meanwhile, so an async
+    monitor runs it in a thread (``asyncio.to_thread``).
+
     Raises:
         RetrainError: the job cannot be submitted.
     """
@@ -268,17 +275,27 @@ def submit_retrain(
         f"mlfleet-retrain-{model}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     )
     client = _client(address or jobs_address(settings))
-    try:
-        return str(
-            client.submit_job(
-                entrypoint=entrypoint,
-                submission_id=submission_id,
-                runtime_env={"env_vars": job_env(settings)},
-                metadata={"mlfleet.model": model, "mlfleet.reason": reason[:500]},
+    problem = ""
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        try:
+            return str(
+                client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=submission_id,
+                    runtime_env={"env_vars": job_env(settings)},
+                    metadata={"mlfleet.model": model, "mlfleet.reason": reason[:500]},
+                )
             )
-        )
-    except Exception as exc:
-        raise RetrainError(f"submitting the retrain job of {model} failed: {exc}") from None
+        except Exception as exc:  # Ray raises RuntimeError with the HTTP status in it
+            problem = str(exc)
+        if attempt > 1 and "already exists" in problem:
+            return submission_id  # an earlier attempt got through, its answer did not
+        if "status code 4" in problem or attempt == SUBMIT_ATTEMPTS:
+            break
+        # A head that just started answers 500 "No available agent to submit job" for a
+        # few seconds; so does one under load.
+        time.sleep(SUBMIT_RETRY_SECONDS * 2 ** (attempt - 1))
+    raise RetrainError(f"submitting the retrain job of {model} failed: {problem}")
 
 
 @dataclass(frozen=True)
