@@ -2,52 +2,112 @@
 
     python tests/e2e/retrain_driver.py PLAN.json
 
-It joins the head, starts an actor that evaluates a model's statuses as the monitor does
-(the policy decides; a retrain is submitted from inside the actor, with the Jobs API
-address found there), and prints one JSON line per evaluation. PLAN.json holds
-``gcs_address``, ``home``, ``model``, ``spec``, ``policy`` (the retrain block) and
-``evaluations`` (``[status, unix_time]`` pairs, oldest first).
+It joins the head and starts an actor that counts a model's drift streak as the monitor's
+state does and calls the real retrain hook (:class:`mlfleet.monitoring.retrain.RetrainHook`)
+at each sustained drift: the hook reads the spec, asks the policy, submits the job from
+inside the actor (finding the Jobs API there) and follows it. Retrains are recorded in
+memory, in the store's format. PLAN.json holds ``gcs_address``, ``home``, ``model``,
+``specs_dir``, ``policy`` (the retrain block), ``evaluations`` and ``after_job``
+(``[status, unix_time]`` pairs, the latter run once the submitted job has finished).
+It prints one JSON line per evaluation, then ``{"retrains": [...]}``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import ray
 
 
+class MemoryRetrains:
+    """The retrain records of the monitor's store, kept in memory (same methods)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def record_retrain(
+        self,
+        model: str,
+        *,
+        reason: str,
+        version: str | None = None,
+        status: str = "submitted",
+        job_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> str:
+        row = {
+            "id": uuid.uuid4().hex,
+            "model": model,
+            "version": version,
+            "reason": reason,
+            "status": status,
+            "job_id": job_id,
+            "details": dict(details or {}),
+            "at": time.time() if at is None else at,
+        }
+        self.rows.insert(0, row)  # newest first, as the store answers
+        return str(row["id"])
+
+    def update_retrain(
+        self,
+        retrain_id: str,
+        *,
+        status: str | None = None,
+        job_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        row = next(r for r in self.rows if r["id"] == retrain_id)
+        if status is not None:
+            row["status"] = status
+        if job_id is not None:
+            row["job_id"] = job_id
+        row["details"].update(details or {})
+
+    def retrains(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return [r for r in self.rows if model in (None, r["model"])][:limit]
+
+
 @ray.remote(num_cpus=0)
 class MiniMonitor:
-    """Keeps a model's statuses and last retrain like the monitor's state does."""
+    """Counts the drift streak per evaluation and calls the retrain hook as the state does."""
 
-    def __init__(self, model: str, spec: str, policy: dict[str, Any]) -> None:
-        from mlfleet.monitoring.retrain import RetrainPolicy
+    def __init__(self, model: str, specs_dir: str, policy: dict[str, Any]) -> None:
+        from mlfleet.monitoring.retrain import RetrainHook, RetrainPolicy
         from mlfleet.settings import get_settings
 
-        self.settings = get_settings()  # MLFLEET_HOME comes with the actor's runtime env
-        self.model, self.spec = model, spec
+        self.model = model
         self.policy = RetrainPolicy(**policy)
-        self.statuses: list[str] = []
-        self.last_retrain_at: float | None = None
+        self.store = MemoryRetrains()
+        self.now = 0.0
+        self.streak = 0
+        self.hook = RetrainHook(
+            get_settings(),  # MLFLEET_HOME comes with the actor's runtime env
+            self.store,
+            specs_dir,
+            policy=self.policy,
+            poll_seconds=1.0,
+            clock=lambda: self.now,
+        )
 
     def evaluate(self, status: str, now: float) -> dict[str, Any]:
-        from mlfleet.monitoring.retrain import submit_retrain
+        self.now = now
+        self.streak = self.streak + 1 if status == "drift" else 0
+        before = len(self.store.rows)
+        if status == "drift" and self.streak >= self.policy.sustained_windows:
+            self.hook(self.model, self.streak)
+        return {"status": status, "streak": self.streak, "submitted": len(self.store.rows) > before}
 
-        self.statuses.append(status)
-        decision = self.policy.decide(self.model, self.statuses, self.last_retrain_at, now)
-        job_id = None
-        if decision.retrain:
-            job_id = submit_retrain(self.model, self.spec, self.settings, reason=decision.reason)
-            self.last_retrain_at = now
-        return {
-            "status": status,
-            "retrain": decision.retrain,
-            "reason": decision.reason,
-            "job_id": job_id,
-        }
+    def unfinished(self) -> int:
+        return sum(r["status"] == "submitted" for r in self.store.rows)
+
+    def retrains(self) -> list[dict[str, Any]]:
+        return self.store.rows
 
 
 def main(plan_path: str) -> None:
@@ -55,9 +115,15 @@ def main(plan_path: str) -> None:
     ray.init(address=plan["gcs_address"], log_to_driver=False)
     monitor = MiniMonitor.options(  # type: ignore[attr-defined]
         runtime_env={"env_vars": {"MLFLEET_HOME": plan["home"]}}
-    ).remote(plan["model"], plan["spec"], plan["policy"])
+    ).remote(plan["model"], plan["specs_dir"], plan["policy"])
     for status, now in plan["evaluations"]:
         print(json.dumps(ray.get(monitor.evaluate.remote(status, now))), flush=True)
+    deadline = time.monotonic() + 400
+    while ray.get(monitor.unfinished.remote()) and time.monotonic() < deadline:
+        time.sleep(1)
+    for status, now in plan["after_job"]:
+        print(json.dumps(ray.get(monitor.evaluate.remote(status, now))), flush=True)
+    print(json.dumps({"retrains": ray.get(monitor.retrains.remote())}), flush=True)
     ray.shutdown()
 
 

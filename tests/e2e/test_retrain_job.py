@@ -131,17 +131,19 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
     source = feedback_source(home, MODEL)
     assert source is not None
 
-    # A stand-in monitor actor on the head evaluates every minute under drift: the policy
-    # submits one retrain after three drift evaluations, then holds off for the cooldown.
+    # A stand-in monitor actor on the head evaluates every minute under drift and calls the
+    # retrain hook at each sustained drift: one retrain after three drift evaluations,
+    # none while it runs, none within the cooldown once it finished.
     t0 = 1_790_000_000.0
     statuses = ["ok", "drift", "drift", "drift", "drift", "drift"]
     plan = {
         "gcs_address": head.gcs_address,
         "home": str(home),
         "model": MODEL,
-        "spec": str(spec),
+        "specs_dir": str(spec.parent.parent),
         "policy": {"on_drift": True, "sustained_windows": 3, "cooldown_minutes": 60},
         "evaluations": [[s, t0 + 60 * i] for i, s in enumerate(statuses)],
+        "after_job": [["drift", t0 + 60 * 3 + 59 * 60]],  # 59 min after the retrain
     }
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(json.dumps(plan))
@@ -150,25 +152,28 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
         env={**head.env, "RAY_ADDRESS": head.gcs_address},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    evaluations = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert [e["retrain"] for e in evaluations] == [False, False, False, True, False, False]
-    assert "drift at 2 of the last 3" in evaluations[2]["reason"]
-    assert all("cooldown 60 min" in e["reason"] for e in evaluations[4:])
-    retrain = evaluations[3]["job_id"]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    *evaluations, final = lines
+    assert [e["submitted"] for e in evaluations] == [False] * 3 + [True] + [False] * 3
+    [row] = final["retrains"]  # once per cooldown
+    assert row["status"] == "succeeded"
+    assert row["reason"] == f"{MODEL}: drift at the last 3 consecutive evaluations"
+    assert row["at"] == t0 + 60 * 3
+    assert row["details"]["extra_sources"] == [source]
+    retrain = row["job_id"]
     assert retrain.startswith(f"mlfleet-retrain-{MODEL}-")
 
     python, script, *args = shlex.split(entrypoint(head, retrain))
     assert Path(python).is_absolute() and Path(python).parent == Path(sys.executable).parent
     assert script == str(REPO / "jobs" / "train.py")
     assert args == ["--spec", str(spec), "--json", "--extra-source", source]
-    done = wait_for(retrain, settings, head.dashboard_url)
-    assert done.status == "SUCCEEDED", done.message
-    result = done.result
-    assert result is not None
+    job = row["details"]["job"]
+    assert job["status"] == "SUCCEEDED"
+    result = job["result"]
     assert (result["version"], result["promoted"]) == ("2", False)
     assert result["decision"].startswith("does not beat champion v1")
     assert result["score"] < result["champion_score"]

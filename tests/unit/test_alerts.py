@@ -21,6 +21,7 @@ from mlfleet.monitoring.alerts import (
     Alert,
     AlertSinks,
     WebhookSink,
+    alert_hook,
     deliver,
     sign,
     verify_request,
@@ -218,3 +219,70 @@ def test_settings_keep_the_secret_secret() -> None:
     sinks = AlertSinks.from_settings(settings)
     assert sinks.names == ["log", "webhook"] and "k1" not in repr(sinks.webhook)
     assert AlertSinks.from_settings(get_settings()).names == ["log"]
+
+
+@dataclass
+class StoredAlert:
+    """An alert as the monitor's store hands it to the hook (mlfleet.monitoring.store)."""
+
+    id: str
+    model: str
+    version: str | None
+    at: float
+    previous: str | None
+    status: str
+    reason: str
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class DeliveryLog:
+    """Records deliveries as the monitor's store does (``update_alert``)."""
+
+    deliveries: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
+
+    def update_alert(self, alert_id: str, sink: str, delivery: dict[str, object]) -> None:
+        self.deliveries.setdefault(alert_id, {})[sink] = delivery
+
+
+@pytest.mark.parametrize("receiver", [[502, 200]], indirect=True)
+def test_the_monitor_hook_delivers_and_records_each_sink(receiver: Receiver) -> None:
+    settings = get_settings(
+        alert_webhook_url=receiver.url,
+        alert_webhook_secret=SECRET,
+        alert_webhook_backoff_seconds=0.05,
+    )
+    store = DeliveryLog()
+    hook = alert_hook(settings, store)
+    stored = StoredAlert(
+        id="a1b2",
+        model="penguin-species",
+        version="3",
+        at=1_790_000_000.0,
+        previous=None,
+        status="drift",
+        reason="3 of 6 features drifted",
+        details={"drifted_features": ["island", "bill_length_mm"], "rows": 812},
+    )
+    # The actor calls the hook on a thread of its own, outside any event loop.
+    worker = threading.Thread(target=hook, args=(stored,))
+    worker.start()
+    worker.join(30)
+
+    recorded = store.deliveries["a1b2"]
+    assert recorded["log"]["ok"] is True
+    assert recorded["webhook"]["ok"] is True and recorded["webhook"]["attempts"] == 2
+    headers, body, _ = receiver.received[-1]
+    assert verify_request(SECRET, body, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER])
+    sent = Alert.from_json(json.loads(body)["alert"])
+    assert sent == Alert(
+        model="penguin-species",
+        version="3",
+        previous_status="ok",
+        status="drift",
+        drifted_features=("island", "bill_length_mm"),
+        reason="3 of 6 features drifted",
+        at=1_790_000_000.0,
+        window_rows=812,
+        id="a1b2",
+    )

@@ -80,7 +80,9 @@ def make_log(engine: sa.Engine, home: Path, **kwargs: object) -> PredictionLog:
 
 def test_join_matches_writes_typed_parquet_and_counts(engine: sa.Engine, tmp_path: Path) -> None:
     log = make_log(engine, tmp_path / "home")
-    assert log.record([record("r1", "1", 3), record("r2", "2", 2, minute=MINUTE + 1)]) == 5
+    log.record([record("r1", "1", 3), record("r2", "2", 2, minute=MINUTE + 1)])
+    log.record([record("r1", "1", 3)])  # a resent flush: the request is logged once
+    assert log.rows() == 5
     labels = [
         Label("r1", "yes", 0),  # predicted yes: right
         Label("r1", " No ", 1),  # normalised to "no"; predicted no: right
@@ -155,7 +157,6 @@ def test_the_oldest_rows_are_evicted_first(engine: sa.Engine, tmp_path: Path) ->
     log.record([record("a", "1", 2), record("b", "1", 2)])
     log.record([record("c", "1", 2)])
     assert log.rows() == 5
-    assert log.record([record("c", "1", 2)]) == 0  # a resent request is not logged twice
     result, _ = log.join("loans", [Label("a", "yes", 0), Label("a", "yes", 1)])
     assert (result.matched, result.unknown) == (1, ["a"])  # row 0 of a went first
     result, _ = log.join("loans", [Label(r, "no", 0) for r in ("b", "c")])
@@ -197,3 +198,16 @@ def test_regressors_get_error_counts(engine: sa.Engine, tmp_path: Path) -> None:
     counts = realised[("4", MINUTE)]
     assert isinstance(counts, ErrorCounts) and counts.mae == pytest.approx(1.75)
     assert pq.read_table(result.written).to_pydict() == {"size": [1.0, 2.0], "price": [12.5, 19.0]}
+
+
+def test_feedback_hands_realised_counters_to_the_monitor(engine: sa.Engine, tmp_path: Path) -> None:
+    merged: list[tuple[str, str, int, object]] = []
+    log = make_log(engine, tmp_path)
+    log.on_realised = lambda *args: merged.append(args)
+    log.record([record("r1", "1", 2), record("r2", "1", 1, minute=MINUTE + 3)])
+    result = log.feedback("loans", [Label("r1", "yes", 0), Label("r2", "yes", 0)])
+    assert result.matched == 2
+    assert sorted((m, v, minute, c.rows) for m, v, minute, c in merged) == [
+        ("loans", "1", MINUTE, 1),
+        ("loans", "1", MINUTE + 3, 1),
+    ]

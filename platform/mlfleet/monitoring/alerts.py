@@ -20,10 +20,11 @@ An :class:`Alert` is sent once per change of a model version's status (``ok``,
   and full jitter (a ``Retry-After`` header is honoured, within the backoff cap), up to
   ``MLFLEET_ALERT_WEBHOOK_ATTEMPTS`` attempts; any other answer but 2xx fails at once.
 
-Delivery is asynchronous (httpx): the monitor schedules :meth:`AlertSinks.deliver` as a
-task and records the :class:`DeliveryResult` of each sink when it completes, so a slow or
-dead receiver never holds up evaluation. Neither the secret nor the webhook URL (which
-may carry a token) is ever logged or put in a result.
+Delivery is asynchronous (httpx, :meth:`AlertSinks.deliver`). The monitor actor takes
+:func:`alert_hook`, which it runs on a hook thread, never on its event loop: each stored
+alert is delivered there and the :class:`DeliveryResult` of each sink is recorded in the
+store (``update_alert``), so a slow or dead receiver never holds up evaluation. Neither
+the secret nor the webhook URL (which may carry a token) is ever logged or put in a result.
 
 A receiver checks a delivery with :func:`verify_request` (signature and freshness) or
 :func:`verify_signature` (signature only), both constant-time.
@@ -39,8 +40,9 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -59,6 +61,35 @@ logger = logging.getLogger(__name__)
 _SEVERITY = {"ok": 0, "warning": 1, "drift": 2}
 
 
+class StoredAlert(Protocol):
+    """An alert as the monitor's store keeps it (``mlfleet.monitoring.store.Alert``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def at(self) -> float: ...
+    @property
+    def previous(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+class AlertStore(Protocol):
+    """Where deliveries are recorded (``mlfleet.monitoring.store.MonitorStore``)."""
+
+    def update_alert(self, alert_id: str, sink: str, delivery: dict[str, Any]) -> None:
+        """Record what ``sink`` made of an alert."""
+        ...
+
+
 @dataclass(frozen=True)
 class Alert:
     """A model version's status changed at an evaluation.
@@ -66,14 +97,15 @@ class Alert:
     Attributes:
         model: The registered model's name.
         version: The version whose window was evaluated.
-        previous_status: Its status at the evaluation before (``ok``, ``warning``, ``drift``;
-            ``unknown`` before its first verdict).
+        previous_status: Its judged status before (``ok``, ``warning``, ``drift``); a
+            model's first verdict is compared with ``ok``.
         status: Its status now.
         drifted_features: The features whose verdict is drift (``prediction`` for the
             predictions), in the monitor's order.
         reason: Why the status is what it is, in a sentence.
         at: When the evaluation ran (Unix seconds).
         window_rows: Rows in the evaluated window.
+        id: The monitor's id of the alert (the same in every delivery of it), if any.
     """
 
     model: str
@@ -84,10 +116,11 @@ class Alert:
     reason: str
     at: float
     window_rows: int
+    id: str | None = None
 
     @property
     def worsened(self) -> bool:
-        """Whether the status is more severe than before (a first verdict counts)."""
+        """Whether the status is more severe than before."""
         return _SEVERITY.get(self.status, 0) > _SEVERITY.get(self.previous_status, -1)
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +134,7 @@ class Alert:
             "reason": self.reason,
             "at": self.at,
             "window_rows": self.window_rows,
+            "id": self.id,
         }
 
     @classmethod
@@ -115,6 +149,23 @@ class Alert:
             reason=str(data.get("reason", "")),
             at=float(data["at"]),
             window_rows=int(data.get("window_rows", 0)),
+            id=None if data.get("id") is None else str(data["id"]),
+        )
+
+    @classmethod
+    def of(cls, stored: StoredAlert) -> Alert:
+        """The alert the monitor stored (its ``details`` are the evaluation's summary)."""
+        details = stored.details or {}
+        return cls(
+            model=stored.model,
+            version="" if stored.version is None else str(stored.version),
+            previous_status=stored.previous or "ok",  # a first verdict is compared with ok
+            status=stored.status,
+            drifted_features=tuple(str(f) for f in details.get("drifted_features") or ()),
+            reason=stored.reason,
+            at=float(stored.at),
+            window_rows=int(details.get("rows") or 0),
+            id=stored.id,
         )
 
 
@@ -321,3 +372,23 @@ class AlertSinks:
 async def deliver(alert: Alert, settings: Settings) -> list[DeliveryResult]:
     """Send ``alert`` to the sinks ``settings`` configure (see :class:`AlertSinks`)."""
     return await AlertSinks.from_settings(settings).deliver(alert)
+
+
+def alert_hook(settings: Settings, store: AlertStore) -> Callable[[StoredAlert], None]:
+    """The monitor actor's alert hook: deliver each stored alert, record each sink's result.
+
+    The actor runs the hook on a thread of its own, never on its event loop, so the
+    delivery (retries included) runs to its end here, in an event loop of this thread.
+    """
+    sinks = AlertSinks.from_settings(settings)
+
+    def hook(stored: StoredAlert) -> None:
+        for result in asyncio.run(sinks.deliver(Alert.of(stored))):
+            try:
+                store.update_alert(stored.id, result.sink, result.to_json())
+            except KeyError:
+                logger.warning(
+                    "alert %s is not in the store: %s not recorded", stored.id, result.sink
+                )
+
+    return hook

@@ -28,8 +28,9 @@ retrain validates them with. Contract columns that are not features (keys, ids) 
 written only when the logged rows carry them; a contract that requires such a column
 rejects feedback rows without it, and a retrain then quarantines them.
 
-No Ray; MLflow only in :func:`registry_target`, the default way to learn a version's
-contract and classes.
+The monitor actor takes :func:`prediction_log` (its store's engine, realised counters to
+its state's ``add_realised``). No Ray; MLflow only in :func:`registry_target`, the
+default way to learn a version's contract and classes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +56,7 @@ from mlfleet.contract.schema import Contract, parse_contract
 from mlfleet.errors import MlfleetError, UsageError
 from mlfleet.monitoring.performance import ConfusionCounts, ErrorCounts
 from mlfleet.monitoring.protocol import FeedbackResult, Label, PredictionRecord
+from mlfleet.monitoring.reference import MonitorReference
 from mlfleet.monitoring.window import minute_of
 from mlfleet.settings import Settings
 from mlfleet.spec import MODEL_NAME_PATTERN
@@ -199,6 +201,8 @@ class PredictionLog:
         max_rows: Predicted rows kept; the oldest are evicted first.
         target_of: ``(name, version) -> LabelTarget``; default :func:`registry_target`.
             Looked up once per version.
+        on_realised: ``(name, version, minute, counters)``, called by :meth:`feedback`
+            for the realised counters of each (version, minute) it labelled.
     """
 
     def __init__(
@@ -208,12 +212,14 @@ class PredictionLog:
         *,
         max_rows: int = 200_000,
         target_of: Callable[[str, str], LabelTarget] = registry_target,
+        on_realised: Callable[[str, str, int, Performance], None] | None = None,
     ) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self.engine = engine
         self.home = home
         self.max_rows = max_rows
+        self.on_realised = on_realised
         self._target_of = target_of
         self._targets: dict[tuple[str, str], LabelTarget] = {}
         _metadata.create_all(engine, tables=[PREDICTIONS])
@@ -225,14 +231,14 @@ class PredictionLog:
 
     # --- predictions ---------------------------------------------------------------------
 
-    def record(self, records: Sequence[PredictionRecord]) -> int:
-        """Keep the rows of ``records`` for their labels; return how many rows were stored.
+    def record(self, records: Sequence[PredictionRecord]) -> None:
+        """Keep the rows of ``records`` for their labels.
 
         A request id already logged is not stored again (a resent flush); a record whose
         rows and predictions differ in number is skipped with a warning.
         """
         if not records:
-            return 0
+            return
         known = self._known_requests([r.request_id for r in records])
         values: list[dict[str, Any]] = []
         for record in records:
@@ -263,11 +269,10 @@ class PredictionLog:
                     }
                 )
         if not values:
-            return 0
+            return
         with self.engine.begin() as conn:
             conn.execute(PREDICTIONS.insert(), values)
             self._evict(conn)
-        return len(values)
 
     def rows(self) -> int:
         """Predicted rows kept now."""
@@ -361,6 +366,15 @@ class PredictionLog:
             written=None if written is None else str(written),
         )
         return result, self._realised(kept, targets)
+
+    def feedback(self, model: str, labels: Sequence[Label]) -> FeedbackResult:
+        """:meth:`join`, handing the realised counters to ``on_realised`` (the monitor's
+        ``add_realised``) instead of returning them."""
+        result, realised = self.join(model, labels)
+        if self.on_realised is not None:
+            for (version, minute), counts in realised.items():
+                self.on_realised(model, version, minute, counts)
+        return result
 
     def target(self, model: str, version: str) -> LabelTarget:
         """The contract, task and classes of a version (looked up once)."""
@@ -488,3 +502,55 @@ class PredictionLog:
 
 def _nan_to_none(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class MonitorParts(Protocol):
+    """What :func:`prediction_log` takes from the monitor: its store's engine…"""
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The store's SQLAlchemy engine."""
+        ...
+
+
+class MonitorStateParts(Protocol):
+    """…and from its state: where realised counters go, and the versions' references."""
+
+    def add_realised(self, model: str, version: str, minute: int, counts: Performance) -> None:
+        """Merge realised counters of rows predicted in ``minute``."""
+        ...
+
+    def reference(self, model: str, version: str) -> MonitorReference | None:
+        """A version's monitoring reference, if it has one."""
+        ...
+
+
+def prediction_log(
+    settings: Settings, store: MonitorParts, state: MonitorStateParts
+) -> PredictionLog:
+    """The monitor actor's prediction log: on the store's engine, bounded by
+    ``MLFLEET_FEEDBACK_MAX_ROWS``, its realised counters merged into the state's buckets.
+
+    A classifier's confusion slots are the classes of the reference the monitor holds for
+    the version (so the counters add to its buckets); the contract comes from the registry.
+    """
+    from mlfleet import registry
+
+    registry.configure(settings)
+
+    def target_of(model: str, version: str) -> LabelTarget:
+        target = registry_target(model, version)
+        reference = state.reference(model, version)
+        if target.task == "classification" and reference is not None:
+            categories = reference.prediction.categories
+            if categories:
+                target = LabelTarget(target.contract, target.task, tuple(categories))
+        return target
+
+    return PredictionLog(
+        store.engine,
+        settings.home,
+        max_rows=settings.feedback_max_rows,
+        target_of=target_of,
+        on_realised=state.add_realised,
+    )

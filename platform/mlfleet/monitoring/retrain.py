@@ -1,6 +1,6 @@
 """Retraining that closes the loop: when drift lasts, train again as a Ray Job.
 
-Two parts, kept apart so the decision is unit-tested without Ray:
+Three parts, kept apart so the decision is unit-tested without Ray:
 
 - :class:`RetrainPolicy` (pure): a spec's ``retrain: {on_drift: true, sustained_windows:
   3, cooldown_minutes: 60}``. :meth:`RetrainPolicy.decide` says retrain when the model's
@@ -14,6 +14,10 @@ Two parts, kept apart so the decision is unit-tested without Ray:
   registered as challenger and goes through the same promotion gate, so a worse model is
   never promoted. :func:`job_status` reports the job and, once it succeeded, the
   training's result (version, promoted, the gate's decision) read from its logs.
+- :class:`RetrainHook` (the monitor actor's ``on_sustained_drift(model, streak)``, made
+  by :func:`retrain_hook`): reads the model's spec from the fleet's folder, asks the
+  policy, submits, records every retrain in the monitor's store with its reason and Ray
+  job id, and follows the job to record its outcome.
 
 How the job runs:
 
@@ -38,11 +42,13 @@ How the job runs:
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -60,6 +66,8 @@ SUBMIT_ATTEMPTS = 5  # tries of one submission; waits of 1, 2, 4, 8 s between th
 SUBMIT_RETRY_SECONDS = 1.0
 # The checkout's root, seen from platform/mlfleet/monitoring/retrain.py.
 _CHECKOUT = Path(__file__).resolve().parents[3]
+
+logger = logging.getLogger(__name__)
 
 
 class RetrainError(MlfleetError):
@@ -136,18 +144,31 @@ class RetrainPolicy:
             now: The time of this evaluation (Unix seconds).
             running_job: The id of a retrain job that has not finished yet, if any.
         """
-        needed = self.sustained_windows
-        if not self.on_drift:
-            return Decision(False, f"{model}: retraining on drift is off")
-        run = 0
+        streak = 0
         for status in reversed(statuses):
             if status != DRIFT:
                 break
-            run += 1
-        if run < needed:
+            streak += 1
+        return self.decide_streak(model, streak, last_retrain_at, now, running_job=running_job)
+
+    def decide_streak(
+        self,
+        model: str,
+        drift_streak: int,
+        last_retrain_at: float | None,
+        now: float,
+        *,
+        running_job: str | None = None,
+    ) -> Decision:
+        """:meth:`decide` for a monitor that counts the consecutive ``drift`` evaluations
+        (its drift streak) instead of keeping the statuses."""
+        needed = self.sustained_windows
+        if not self.on_drift:
+            return Decision(False, f"{model}: retraining on drift is off")
+        if drift_streak < needed:
             return Decision(
                 False,
-                f"{model}: drift at {min(run, needed)} of the last {needed} evaluations needed",
+                f"{model}: drift at {drift_streak} of the last {needed} evaluations needed",
             )
         sustained = f"{model}: drift at the last {needed} consecutive evaluations"
         if running_job is not None:
@@ -365,3 +386,228 @@ def job_status(job_id: str, settings: Settings, *, address: str | None = None) -
         message=str(info.message or ""),
         result=result,
     )
+
+
+# --- the monitor's hook --------------------------------------------------------------------
+
+SUBMITTED = "submitted"  # the job is submitted and not finished yet
+SUBMIT_FAILED = "submit_failed"  # the Jobs API refused it (no job id)
+LOST = "lost"  # no final status within WATCH_SECONDS
+WATCH_SECONDS = 24 * 3600.0
+WATCH_POLL_SECONDS = 10.0
+
+
+class RetrainStore(Protocol):
+    """Where retrains are recorded (``mlfleet.monitoring.store.MonitorStore``)."""
+
+    def record_retrain(
+        self,
+        model: str,
+        *,
+        reason: str,
+        version: str | None = None,
+        status: str = SUBMITTED,
+        job_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> str:
+        """Record a retrain; return its id."""
+        ...
+
+    def update_retrain(
+        self,
+        retrain_id: str,
+        *,
+        status: str | None = None,
+        job_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Update a retrain's status or details."""
+        ...
+
+    def retrains(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest retrains (of one model), newest first."""
+        ...
+
+
+def spec_paths(specs_dir: str | Path) -> dict[str, Path]:
+    """The fleet's spec files (``*/model.yaml``) by model name; unreadable ones are skipped."""
+    from mlfleet.spec import load_spec
+
+    out: dict[str, Path] = {}
+    for path in sorted(Path(specs_dir).glob("*/model.yaml")):
+        try:
+            out[load_spec(path).spec.name] = path.resolve()
+        except MlfleetError as exc:
+            logger.warning("retrain: %s is skipped: %s", path, exc)
+    return out
+
+
+class RetrainHook:
+    """``on_sustained_drift(model, streak)``: the monitor's retrain policy at work.
+
+    Called (on a hook thread) at each evaluation that finds ``model`` drifting for
+    ``streak`` consecutive evaluations. It reads the model's spec from the fleet's folder
+    and its ``retrain:`` block, asks the policy with the last retrain the store holds, and
+    when it says yes submits the job (:func:`submit_retrain`) and records it in the store
+    with its reason and job id (status ``submitted``; ``submit_failed`` with the error
+    when the Jobs API refuses). A thread then follows the job and records its final
+    status (``succeeded``, ``failed``, ``stopped``) and the training's result (new
+    version, promoted or not, the gate's decision). Jobs still ``submitted`` when the
+    hook starts (a restarted monitor) are followed again.
+
+    Args:
+        settings: Home, Jobs API address, jobs folder.
+        store: Where retrains are recorded.
+        specs_dir: The fleet's specs folder (``*/model.yaml``), readable on the head.
+        policy: Replaces every spec's ``retrain:`` block (default: each spec's own).
+        poll_seconds: How often a submitted job's status is read.
+        clock: The current Unix time.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RetrainStore,
+        specs_dir: str | Path | None,
+        *,
+        policy: RetrainPolicy | None = None,
+        poll_seconds: float = WATCH_POLL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.specs_dir = None if specs_dir is None else Path(specs_dir)
+        self.policy = policy
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._specs: dict[str, Path] = {}
+        self._running: dict[str, str] = {}  # model -> job id of its unfinished retrain
+        for row in store.retrains(limit=200):
+            if row.get("status") == SUBMITTED and row.get("job_id"):
+                self._follow(str(row["model"]), str(row["id"]), str(row["job_id"]))
+
+    def __call__(self, model: str, streak: int) -> None:
+        """Retrain ``model`` if its policy says so (see the class)."""
+        with self._lock:  # hook threads may call concurrently; one decision at a time
+            spec = self._spec(model)
+            if spec is None:
+                logger.warning("retrain: no spec of %s under %s", model, self.specs_dir)
+                return
+            policy = self.policy or _spec_policy(spec)
+            decision = policy.decide_streak(
+                model,
+                streak,
+                self._last_submitted(model),
+                self.clock(),
+                running_job=self._running.get(model),
+            )
+            if not decision.retrain:
+                logger.debug("retrain: %s", decision.reason)
+                return
+            found = feedback_source(self.settings.home, model)
+            sources = [] if found is None else [found]
+            details: dict[str, Any] = {
+                "streak": streak,
+                "spec": str(spec),
+                "extra_sources": sources,
+            }
+            try:
+                job_id = submit_retrain(
+                    model, spec, self.settings, reason=decision.reason, extra_sources=sources
+                )
+            except RetrainError as exc:
+                logger.error("retrain of %s not submitted: %s", model, exc)
+                self.store.record_retrain(
+                    model,
+                    reason=decision.reason,
+                    status=SUBMIT_FAILED,
+                    details={**details, "error": str(exc)},
+                    at=self.clock(),
+                )
+                return
+            logger.warning(
+                "retrain of %s submitted as Ray job %s: %s", model, job_id, decision.reason
+            )
+            retrain_id = self.store.record_retrain(
+                model,
+                reason=decision.reason,
+                status=SUBMITTED,
+                job_id=job_id,
+                details=details,
+                at=self.clock(),
+            )
+            self._follow(model, retrain_id, job_id)
+
+    def _spec(self, model: str) -> Path | None:
+        if model not in self._specs and self.specs_dir is not None:
+            self._specs = spec_paths(self.specs_dir)  # a model added since: read again
+        return self._specs.get(model)
+
+    def _last_submitted(self, model: str) -> float | None:
+        for row in self.store.retrains(model, limit=50):
+            if row.get("job_id") and row.get("status") != SUBMIT_FAILED:
+                return float(row["at"])
+        return None
+
+    def _follow(self, model: str, retrain_id: str, job_id: str) -> None:
+        self._running[model] = job_id
+        thread = threading.Thread(
+            target=self._watch,
+            args=(model, retrain_id, job_id),
+            name=f"mlfleet-retrain-{model}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _watch(self, model: str, retrain_id: str, job_id: str) -> None:
+        deadline = time.monotonic() + WATCH_SECONDS
+        try:
+            while True:
+                try:
+                    outcome = job_status(job_id, self.settings)
+                except RetrainError as exc:
+                    logger.warning("retrain of %s: %s", model, exc)
+                else:
+                    if outcome.finished:
+                        self.store.update_retrain(
+                            retrain_id,
+                            status=outcome.status.lower(),
+                            details={"job": outcome.to_json()},
+                        )
+                        logger.warning("retrain of %s: %s", model, _outcome_line(outcome))
+                        return
+                if time.monotonic() > deadline:
+                    self.store.update_retrain(
+                        retrain_id, status=LOST, details={"error": "no final status in time"}
+                    )
+                    return
+                time.sleep(self.poll_seconds)
+        except Exception:
+            logger.exception("retrain of %s: following job %s failed", model, job_id)
+        finally:
+            with self._lock:
+                if self._running.get(model) == job_id:
+                    del self._running[model]
+
+
+def _spec_policy(spec_path: Path) -> RetrainPolicy:
+    from mlfleet.spec import load_spec
+
+    return RetrainPolicy.of(getattr(load_spec(spec_path).spec, "retrain", None))
+
+
+def _outcome_line(outcome: RetrainJob) -> str:
+    result = outcome.result
+    if outcome.status != "SUCCEEDED" or result is None:
+        return f"job {outcome.job_id} {outcome.status.lower()}: {outcome.message}"
+    verdict = "promoted to champion" if result.get("promoted") else "kept as challenger"
+    return f"v{result.get('version')} {verdict}: {result.get('decision')}"
+
+
+def retrain_hook(
+    settings: Settings, store: RetrainStore, specs_dir: str | Path | None
+) -> RetrainHook:
+    """The monitor actor's sustained-drift hook (see :class:`RetrainHook`)."""
+    return RetrainHook(settings, store, specs_dir)
