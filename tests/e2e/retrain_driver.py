@@ -1,6 +1,6 @@
 """A stand-in drift monitor on a real head, run in its own process by test_retrain_job.py.
 
-    python tests/e2e/retrain_driver.py PLAN.json
+    python -m tests.e2e.retrain_driver PLAN.json     (from the checkout)
 
 It joins the head and starts an actor that counts a model's drift streak as the monitor's
 state does and calls the real retrain hook (:class:`mlfleet.monitoring.retrain.RetrainHook`)
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import ray
+
+from tests.support.waiting import wait_for
 
 
 class MemoryRetrains:
@@ -118,9 +120,12 @@ def main(plan_path: str) -> None:
     ).remote(plan["model"], plan["specs_dir"], plan["policy"])
     for status, now in plan["evaluations"]:
         print(json.dumps(ray.get(monitor.evaluate.remote(status, now))), flush=True)
-    deadline = time.monotonic() + 400
-    while ray.get(monitor.unfinished.remote()) and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_for(
+        lambda: ray.get(monitor.unfinished.remote()) == 0,
+        timeout=400,
+        what="the retrain job's outcome in the store",
+        most=1.0,
+    )
     for status, now in plan["after_job"]:
         print(json.dumps(ray.get(monitor.evaluate.remote(status, now))), flush=True)
     print(json.dumps({"retrains": ray.get(monitor.retrains.remote())}), flush=True)

@@ -22,9 +22,10 @@ from mlfleet.monitoring.performance import ConfusionCounts
 from mlfleet.monitoring.protocol import Label, PredictionRecord
 from mlfleet.monitoring.retrain import RetrainJob, job_status, submit_retrain
 from mlfleet.settings import Settings, get_settings
-from tests.conftest import REPO
-from tests.messy import loans_frame
-from tests.ray_head import RayHead, ray_head
+from tests.support import REPO
+from tests.support.messy import loans_frame
+from tests.support.ray_head import RayHead, ray_head
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -73,13 +74,12 @@ def write_spec(folder: Path) -> Path:
     return path
 
 
-def wait_for(job_id: str, settings: Settings, address: str, timeout: float = 400) -> RetrainJob:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = job_status(job_id, settings, address=address)
-        if outcome.finished or time.monotonic() > deadline:
-            return outcome
-        time.sleep(2)
+def finished(job_id: str, settings: Settings, address: str) -> RetrainJob:
+    def outcome() -> RetrainJob | None:
+        job = job_status(job_id, settings, address=address)
+        return job if job.finished else None
+
+    return wait_for(outcome, timeout=400, what=f"job {job_id}", most=2.0)
 
 
 def entrypoint(head: RayHead, job_id: str) -> str:
@@ -121,7 +121,7 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
     # yet, so no extra source; it becomes champion.
     first = submit_retrain(MODEL, spec, settings, reason="first", address=head.dashboard_url)
     assert "--extra-source" not in entrypoint(head, first)
-    done = wait_for(first, settings, head.dashboard_url)
+    done = finished(first, settings, head.dashboard_url)
     assert done.status == "SUCCEEDED", done.message
     assert done.result is not None
     assert (done.result["version"], done.result["promoted"]) == ("1", True)
@@ -148,7 +148,8 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(json.dumps(plan))
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/e2e/retrain_driver.py"), str(plan_path)],
+        [sys.executable, "-m", "tests.e2e.retrain_driver", str(plan_path)],
+        cwd=REPO,
         env={**head.env, "RAY_ADDRESS": head.gcs_address},
         capture_output=True,
         text=True,

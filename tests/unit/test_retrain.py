@@ -20,7 +20,7 @@ from mlfleet.monitoring.retrain import (
     train_script,
 )
 from mlfleet.settings import get_settings
-from tests.conftest import REPO
+from tests.support import REPO
 
 POLICY = RetrainPolicy(on_drift=True, sustained_windows=3, cooldown_minutes=60)
 NOW = 1_790_000_000.0
