@@ -26,6 +26,7 @@ def train(
         list[str] | None,
         typer.Option(
             "--extra-source",
+            metavar="SOURCE",
             help="Another SOURCE (file, quoted glob, sqlite:///f.db?table=T) validated with the "
             "spec's sources for this run only, e.g. labelled feedback: "
             "'$MLFLEET_HOME/feedback/NAME/*.parquet'. Repeatable.",
