@@ -1,7 +1,12 @@
 """Ray Job entrypoint: train one model spec on the cluster the job runs on.
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/train.py --spec specs/penguins/model.yaml [--dataset-version V] [--json]
+        python jobs/train.py --spec specs/penguins/model.yaml [--dataset-version V] \
+        [--extra-source SOURCE ...] [--json]
+
+``--extra-source`` (repeatable) adds a SOURCE to the spec's for this run, e.g. the
+model's labelled feedback ``"$MLFLEET_HOME/feedback/NAME/*.parquet"`` (quote globs); it
+is what the drift monitor's retrain jobs pass (``mlfleet.monitoring.retrain``).
 
 Exit codes are those of ``mlfleet train`` (0 registered, 1 data failed validation,
 2 usage). Ray sets RAY_ADDRESS for job drivers, so mlfleet joins that cluster; MLflow and
@@ -22,11 +27,20 @@ def parse(argv: list[str]) -> list[str]:
     parser = argparse.ArgumentParser(prog="jobs/train.py", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="model spec YAML")
     parser.add_argument("--dataset-version", help="train on this existing dataset version")
+    parser.add_argument(
+        "--extra-source",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="another source validated with the spec's for this run (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     out = ["train", args.spec]
     if args.dataset_version:
         out += ["--dataset-version", args.dataset_version]
+    for source in args.extra_source:
+        out += ["--extra-source", source]
     if args.json:
         out.append("--json")
     return out

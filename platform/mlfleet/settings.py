@@ -8,7 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlfleet.errors import SettingsError
@@ -142,6 +149,59 @@ class Settings(BaseSettings):
         le=1,
         description="CPU share reserved for the monitor actor (Serve replicas need the rest).",
     )
+
+    # --- alerts ---
+    # What the drift monitor does when a model's status changes (alerts), with the labels
+    # that come back (feedback) and when drift lasts (retraining).
+    alert_webhook_url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="Where status changes are POSTed as signed JSON (http or https); empty "
+        "turns the webhook off (the log line is always written).",
+    )
+    alert_webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        validate_default=True,
+        description="HMAC-SHA256 key of the webhook's X-Mlfleet-Signature header; required "
+        "with a webhook URL. Never logged or shown.",
+    )
+    alert_webhook_attempts: int = Field(
+        default=5, ge=1, le=20, description="Deliveries tried per alert before giving up."
+    )
+    alert_webhook_backoff_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="Base delay before a retry; it doubles at each attempt and is jittered "
+        "(a random share of it), up to alert_webhook_max_backoff_seconds.",
+    )
+    alert_webhook_max_backoff_seconds: float = Field(
+        default=30.0, ge=0, description="Longest wait between two webhook attempts."
+    )
+    alert_webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long one webhook attempt may take."
+    )
+    feedback_max_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="Predicted rows kept for delayed labels to join (the oldest go first).",
+    )
+    jobs_dir: Path | None = Field(
+        default=None,
+        description="Folder holding jobs/train.py for the monitor's retrain jobs, on the "
+        "head; default: the jobs/ folder of the checkout mlfleet is installed from.",
+    )
+    retrain_jobs_address: str = Field(
+        default="",
+        description="Ray Jobs API that retrain jobs are submitted to (the dashboard's URL, "
+        "or a GCS host:port); empty: the cluster the monitor runs in.",
+    )
+
+    @field_validator("alert_webhook_secret")
+    @classmethod
+    def _webhook_needs_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("alert_webhook_url") and not value.get_secret_value():
+            raise ValueError("required with MLFLEET_ALERT_WEBHOOK_URL (alerts are signed)")
+        return value
 
     @field_validator("home")
     @classmethod

@@ -22,17 +22,31 @@ def train(
             help="Train on this existing dataset version instead of validating the sources."
         ),
     ] = None,
+    extra_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra-source",
+            metavar="SOURCE",
+            help="Another SOURCE (file, quoted glob, sqlite:///f.db?table=T) validated with the "
+            "spec's sources for this run only, e.g. labelled feedback: "
+            "'$MLFLEET_HOME/feedback/NAME/*.parquet'. Repeatable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Validate the data, search on Ray Tune, register the best model and gate its promotion.
 
     Exit 0 when a version was registered, 1 when the data failed validation, 2 for usage
-    errors (bad spec, unknown dataset version).
+    errors (bad spec, unknown dataset version, --extra-source with --dataset-version).
     """
+    from mlfleet.errors import UsageError
     from mlfleet.spec import load_spec
     from mlfleet.training.run import train as run_train
     from mlfleet.training.trials import TrialOutcome
 
+    extra_sources = list(extra_source or [])
+    if extra_sources and dataset_version is not None:
+        raise UsageError("--extra-source needs validating: it cannot go with --dataset-version")
     loaded = load_spec(spec)
     settings = get_settings()
     with Progress(
@@ -68,6 +82,7 @@ def train(
             loaded,
             settings,
             dataset_version=dataset_version,
+            extra_sources=extra_sources,
             on_trial_done=trial_done,
             on_stage=stage,
         )

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mlfleet import registry
 from mlfleet.data import versions
 from mlfleet.data.validate import validate
-from mlfleet.errors import MlfleetError, NotFoundError
+from mlfleet.errors import MlfleetError, NotFoundError, UsageError
 from mlfleet.settings import Settings
 from mlfleet.spec import LoadedSpec, ModelSpec
 from mlfleet.training import tracking
@@ -86,9 +86,13 @@ def git_sha(start: Path) -> str:
 
 
 def _dataset(
-    loaded: LoadedSpec, settings: Settings, version: str | None
+    loaded: LoadedSpec, settings: Settings, version: str | None, extra_sources: Sequence[str] = ()
 ) -> tuple[versions.Manifest, Path]:
     contract = loaded.contract
+    if version is not None and extra_sources:
+        raise UsageError(
+            "extra sources need validating: they cannot join an existing dataset version"
+        )
     if version is not None:
         path = versions.version_dir(settings.datasets_dir, contract.name, version)
         if not (path / versions.MANIFEST).is_file():
@@ -101,7 +105,7 @@ def _dataset(
     else:
         result = validate(
             contract,
-            loaded.sources,
+            [*loaded.sources, *extra_sources],
             settings,
             max_quarantine_fraction=loaded.spec.max_quarantine_fraction,
         )
@@ -146,16 +150,23 @@ class Splits:
     y_val: pd.Series
 
 
-def load_data(loaded: LoadedSpec, settings: Settings, dataset_version: str | None) -> TrainingData:
+def load_data(
+    loaded: LoadedSpec,
+    settings: Settings,
+    dataset_version: str | None,
+    extra_sources: Sequence[str] = (),
+) -> TrainingData:
     """The dataset version to train on (validated now unless one is named), with its rows.
 
-    Rows without a target are left out.
+    ``extra_sources`` (e.g. labelled feedback) are validated after the spec's sources, as
+    part of the same dataset version. Rows without a target are left out.
 
     Raises:
         DataRejected: the sources failed validation.
         NotFoundError: the given dataset version does not exist.
+        UsageError: extra sources given with a dataset version.
     """
-    manifest, path = _dataset(loaded, settings, dataset_version)
+    manifest, path = _dataset(loaded, settings, dataset_version, extra_sources)
     target = loaded.target
     raw = pq.read_table(path / "data").to_pandas()
     raw = raw[raw[target].notna()].reset_index(drop=True)
@@ -346,14 +357,25 @@ def train(
     settings: Settings,
     *,
     dataset_version: str | None = None,
+    extra_sources: Sequence[str] = (),
     on_trial_done: Callable[[TrialOutcome], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train, log, register and gate one model spec.
 
+    Args:
+        loaded: The spec.
+        settings: Where data, MLflow and Ray are.
+        dataset_version: Train on this existing dataset version instead of the sources.
+        extra_sources: SOURCE arguments validated after the spec's own (e.g. the model's
+            labelled feedback, ``$MLFLEET_HOME/feedback/NAME/*.parquet``).
+        on_trial_done: Called as each trial ends.
+        on_stage: Called with a short message as each stage starts.
+
     Raises:
         DataRejected: the sources failed validation.
         NotFoundError: the given dataset version does not exist.
+        UsageError: extra sources given with a dataset version.
     """
     from mlfleet.ray_runtime import ensure_ray
 
@@ -363,7 +385,7 @@ def train(
     registry.configure(settings)
     ensure_ray(settings)
     stage("validating data")
-    data = load_data(loaded, settings, dataset_version)
+    data = load_data(loaded, settings, dataset_version, extra_sources)
     splits = split_data(data, spec)
 
     configs = sample_configs(spec.search, spec.split.seed)
