@@ -264,10 +264,10 @@ def _parse_int_text(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     if pc.any(pc.match_substring_regex(clean, r"[.+]")).as_py():
         # Arrow's cast takes neither a "+" sign nor an integral ".0" tail.
         clean = pc.replace_substring_regex(clean, r"^\+|\.0*$", "")
-    digits = pc.replace_substring_regex(clean, r"^-", "")
-    lengths = pc.utf8_length(digits)
-    if (pc.max(lengths).as_py() or 0) == len(_INT64_MAX_DIGITS):
+    if (pc.max(pc.utf8_length(clean)).as_py() or 0) >= len(_INT64_MAX_DIGITS):
         # 19 digits may not fit int64: compare them with its limits as equal-width text.
+        digits = pc.replace_substring_regex(clean, r"^-", "")
+        lengths = pc.utf8_length(digits)
         limit = pc.if_else(pc.starts_with(clean, "-"), _INT64_MIN_DIGITS, _INT64_MAX_DIGITS)
         over = pc.and_(pc.equal(lengths, len(_INT64_MAX_DIGITS)), pc.greater(digits, limit))
         ok = pc.and_(ok, pc.invert(over.fill_null(False)))
@@ -281,6 +281,36 @@ def _numbers(text: pa.Array) -> pa.Array:
     flat = pc.replace_substring_regex(pc.list_flatten(parts), r"^0+", "")
     flat = pc.if_else(pc.equal(flat, ""), "0", flat)
     return pc.binary_join(pa.ListArray.from_arrays(parts.offsets, flat, mask=parts.is_null()), "-")
+
+
+def _exact_dates(text: pa.Array, parsed: pa.Array, fmt: str) -> pa.Array:
+    """``parsed`` without the dates Arrow's strptime rolled over (Feb 30 → Mar 1, 23:59:60).
+
+    A rolled-over date lands on day 1-3 of the next month, a leap second on second 0, so
+    only those rows are checked: their numbers must survive the round trip through the
+    format (leading zeros aside, so "2024-1-5" stays valid).
+    """
+    maybe = pc.less_equal(pc.day(parsed), 3)
+    if "%S" in fmt:
+        maybe = pc.or_(maybe, pc.equal(pc.second(parsed), 0))
+    rows = pc.indices_nonzero(maybe.fill_null(False))
+    if len(rows) == 0:
+        return parsed
+    seconds = parsed.take(rows).cast(pa.timestamp("s"), safe=False)  # %S prints fractions
+    printed = pc.strftime(seconds, format=fmt)
+    written = text.take(rows)
+    # Most texts print back exactly; only the others need their numbers compared.
+    differ = pc.indices_nonzero(pc.not_equal(written, printed).fill_null(False))
+    if len(differ) == 0:
+        return parsed
+    wrong = pc.not_equal(_numbers(written.take(differ)), _numbers(printed.take(differ))).fill_null(
+        False
+    )
+    if not pc.any(wrong).as_py():
+        return parsed
+    mask = np.zeros(len(parsed), dtype=bool)
+    mask[rows.take(differ.filter(wrong)).to_numpy()] = True
+    return _null_where(parsed, pa.array(mask))
 
 
 def _parse_text(text: pa.Array, col: ColumnSpec) -> tuple[pa.Array, pa.Array]:
@@ -306,12 +336,9 @@ def _parse_text(text: pa.Array, col: ColumnSpec) -> tuple[pa.Array, pa.Array]:
     # datetime: the first listed format that matches wins.
     parsed = None
     for fmt in datetime_formats(col):
-        attempt = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
-        # Arrow's strptime rolls "2024-02-30" over to March 1st: keep only dates whose
-        # numbers survive the round trip through the format.
-        seconds = attempt.cast(pa.timestamp("s"), safe=False)  # %S would print microseconds
-        exact = pc.equal(_numbers(text), _numbers(pc.strftime(seconds, format=fmt)))
-        attempt = _null_where(attempt, pc.invert(exact.fill_null(True)))
+        attempt = _exact_dates(
+            text, pc.strptime(text, format=fmt, unit="us", error_is_null=True), fmt
+        )
         parsed = attempt if parsed is None else pc.coalesce(parsed, attempt)
     assert parsed is not None
     return parsed, pc.and_(present, pc.is_null(parsed))
