@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlfleet.errors import MlfleetError, NotFoundError
+from mlfleet.contract.schema import Contract
+from mlfleet.errors import ContractError, MlfleetError, NotFoundError
 from mlfleet.settings import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "mlfleet.champion_history"
 TAG_PREFIX = "mlfleet."
+FEATURES_TAG = "mlfleet.features"  # JSON list of the features the model reads
 MODEL_ARTIFACT = "model"  # the model's folder inside its run
 EXTRA_FILES = "extra_files"  # where MLflow keeps a version's side files
 REGISTERED_MODELS_PAGE = 1000  # the most MLflow returns per page
@@ -359,6 +361,42 @@ def version_artifact(name: str, version: str, filename: str) -> str:
             artifact_uri=f"{_model_uri(name, version)}/{EXTRA_FILES}/{filename}", dst_path=tmp
         )
         return Path(local).read_text()
+
+
+def version_artifact_names(name: str, version: str) -> list[str]:
+    """The names of the side files registered with a version."""
+    import mlflow.artifacts
+
+    listing = mlflow.artifacts.list_artifacts(
+        artifact_uri=f"{_model_uri(name, version)}/{EXTRA_FILES}"
+    )
+    return [Path(a.path).name for a in listing if not a.is_dir]
+
+
+def version_contract(name: str, version: str) -> Contract:
+    """The data contract registered with a version (``contract.yaml``).
+
+    Raises:
+        ContractError: when the registered contract is not a valid contract.
+    """
+    import yaml
+
+    from mlfleet.contract.schema import parse_contract
+
+    origin = f"models:/{name}/{version}/contract.yaml"
+    text = version_artifact(name, version, "contract.yaml")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ContractError(f"{origin}: not valid YAML") from None
+    return parse_contract(data, origin=origin)
+
+
+def version_features(tags: dict[str, str], contract: Contract) -> list[str]:
+    """The features a version's model reads: its features tag, else every non-target column."""
+    return json.loads(tags.get(FEATURES_TAG, "[]")) or [
+        c for c in contract.column_names if c != contract.target
+    ]
 
 
 def model_bytes(name: str, version: str) -> int:

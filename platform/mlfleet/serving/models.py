@@ -5,18 +5,16 @@ Models and their files come from :mod:`mlfleet.registry`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from mlfleet import registry
-from mlfleet.contract.schema import Contract, parse_contract
-from mlfleet.errors import ContractError, MlfleetError
+from mlfleet.contract.schema import Contract
+from mlfleet.errors import MlfleetError
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 VERSION = re.compile(r"^[0-9]{1,9}$")
@@ -61,16 +59,8 @@ def load_card(name: str, version: str, tags: dict[str, str]) -> ModelCard:
     Raises:
         ContractError: when the registered contract is not a valid contract.
     """
-    origin = f"models:/{name}/{version}/contract.yaml"
-    text = registry.version_artifact(name, version, "contract.yaml")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ContractError(f"{origin}: not valid YAML") from None
-    contract = parse_contract(data, origin=origin)
-    features = json.loads(tags.get("mlfleet.features", "[]")) or [
-        c for c in contract.column_names if c != contract.target
-    ]
+    contract = registry.version_contract(name, version)
+    features = registry.version_features(tags, contract)
     return ModelCard(
         name=name,
         version=version,
