@@ -23,12 +23,14 @@ from mlfleet import registry
 from mlfleet.data import versions
 from mlfleet.data.validate import validate
 from mlfleet.errors import MlfleetError, NotFoundError, UsageError
+from mlfleet.monitoring.loading import MONITORING_FILE, PROFILE_FILE
 from mlfleet.settings import Settings
 from mlfleet.spec import LoadedSpec, ModelSpec
 from mlfleet.training import tracking
 from mlfleet.training.evaluate import holdout_metrics, score
 from mlfleet.training.features import build_pipeline, feature_frame
 from mlfleet.training.promotion import PromotionDecision, promotion_gate
+from mlfleet.training.reference import monitoring_document
 from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
 from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
@@ -296,6 +298,15 @@ def log_and_register(
         )
         tracking.log_trials(outcomes, run_id, experiment)
         example = data.read.loc[splits.X_train.index[:5]]
+        profile = json.loads((data.path / PROFILE_FILE).read_text())
+        monitoring = monitoring_document(
+            model,
+            splits.X_hold,
+            splits.y_hold,
+            task=spec.task,
+            target=loaded.target,
+            profile=profile,
+        )
         version = registry.register_model(
             model,
             spec.name,
@@ -303,7 +314,8 @@ def log_and_register(
             input_example=example,
             extra_files={
                 "contract.yaml": loaded.contract.to_yaml(),
-                "profile.json": json.loads((data.path / "profile.json").read_text()),
+                PROFILE_FILE: profile,
+                MONITORING_FILE: monitoring,
                 "metrics.json": metrics,
             },
         )
