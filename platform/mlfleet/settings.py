@@ -106,6 +106,32 @@ class Settings(BaseSettings):
         description="How often the gateway re-reads the fleet's models and champion aliases.",
     )
 
+    # --- prediction sites ---
+    monitoring_enabled: bool = Field(
+        default=True,
+        description="Prediction sites (gateway, pool, dedicated) count what they predict for "
+        "the drift monitor. Off: nothing is recorded (for measuring what recording costs).",
+    )
+    monitor_flush_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a prediction site bins what it predicted and flushes the counts "
+        "to the monitor.",
+    )
+    monitor_flush_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="A prediction site flushes as soon as this many predicted rows wait, "
+        "without waiting for the next tick.",
+    )
+    monitor_max_pending_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="Rows a prediction site keeps for the monitor while it cannot reach it "
+        "(counts, and the gateway's logged predictions); beyond this the oldest are dropped "
+        "and counted as dropped_rows.",
+    )
+
     # --- monitor ---
     monitor_store_url: str = Field(
         default="",
