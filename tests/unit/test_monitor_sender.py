@@ -164,7 +164,9 @@ def test_recording_only_buffers_and_a_flush_bins_each_version_and_minute_in_one_
     # Calibrated confidences: 0.9 -> 0.8, 0.6 -> 0.5, 0.8 -> 0.7 on the map (0.5, 0.4)-(1, 0.9).
     assert parts[("penguins", "1", MINUTE)]["scored"] == 3
     assert parts[("penguins", "1", MINUTE)]["confidence"] == pytest.approx(2.0)
-    assert sender.stats()["buffered_rows"] == 0 and sender.stats()["pending_rows"] == 0
+    stats = sender.stats()
+    assert stats["buffered_rows"] == 0 and stats["pending_rows"] == 0
+    assert stats["counted_rows"] == 5 and stats["logged_rows"] == 0
 
 
 def test_sequence_numbers_increase_by_one_per_acknowledged_flush() -> None:
@@ -332,6 +334,7 @@ def test_the_gateway_logs_every_prediction_and_counts_only_what_it_predicted() -
     assert r1.confidences == pytest.approx([0.8, 0.5])
     assert records["r2"].rows == [{"mass": 3500.0, "island": "biscoe"}]
     assert records["r2"].confidences == pytest.approx([0.7])
+    assert sender.stats()["counted_rows"] == 2 and sender.stats()["logged_rows"] == 3
 
 
 def test_a_version_without_reference_is_not_counted_but_its_predictions_are_logged() -> None:

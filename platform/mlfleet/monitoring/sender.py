@@ -54,7 +54,7 @@ from mlfleet.settings import Settings
 log = logging.getLogger("mlfleet.monitoring")
 
 SEND_TIMEOUT_S = 10.0  # a flush the monitor has not acknowledged by then is resent later
-MAX_BACKOFF_S = 30.0  # longest pause between attempts while the monitor is unreachable
+MAX_BACKOFF_S = 10.0  # longest pause between attempts while the monitor is unreachable
 
 Send = Callable[[Flush], Awaitable[Ack]]
 LoadReference = Callable[[str, str], MonitorReference | None]
@@ -228,6 +228,8 @@ class SketchSender:
         self._dropped_records = 0
         self._dropped_reported = 0
         self._unmonitored_rows = 0
+        self._counted_rows = 0
+        self._logged_rows = 0
         self._failures = 0
         self._next_attempt = 0.0
         self._last_error: str | None = None
@@ -340,6 +342,8 @@ class SketchSender:
                 self._unsent[key] = part.counts
         self._unsent_records.extend(binned.records)
         self._unmonitored_rows += binned.unmonitored_rows
+        self._counted_rows += sum(p.counts.rows for p in binned.parts)
+        self._logged_rows += sum(len(r.predictions) for r in binned.records)
         if binned.retry:  # they are older than whatever was recorded meanwhile
             self._buffer[:0] = binned.retry
             self._buffered_rows += sum(e.rows for e in binned.retry)
@@ -579,6 +583,8 @@ class SketchSender:
             "acked_seq": self._acked_seq,
             "flushes_acked": self._flushes_acked,
             "inflight_seq": None if self._inflight is None else self._inflight.seq,
+            "counted_rows": self._counted_rows,
+            "logged_rows": self._logged_rows,
             "buffered_rows": self._buffered_rows,
             "pending_rows": counted,
             "pending_logged_rows": logged,

@@ -16,6 +16,7 @@ import pandas as pd
 from ray import serve
 
 from mlfleet import registry
+from mlfleet.monitoring.sender import SketchSender, sender_id
 from mlfleet.serving.models import predict, split_result
 
 KEEP_VERSIONS = 2
@@ -29,8 +30,10 @@ class DedicatedModel:
     ) -> None:
         from mlfleet.settings import Settings
 
-        registry.configure(Settings.model_validate_json(settings_json))
+        settings = Settings.model_validate_json(settings_json)
+        registry.configure(settings)
         self.name = name
+        self.sketches = SketchSender(sender_id(f"dedicated-{name}"), settings)
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._loading: dict[str, asyncio.Task[Any]] = {}
         self._batches = 0
@@ -69,7 +72,9 @@ class DedicatedModel:
             model = await self._model(version)
             frames = [requests[i][1] for i in idx]
             joined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-            parts = split_result(predict(model, joined), [len(f) for f in frames])
+            result = predict(model, joined)
+            self.sketches.record(self.name, version, joined, result)  # one batch, one entry
+            parts = split_result(result, [len(f) for f in frames])
             for i, part in zip(idx, parts, strict=True):
                 results[i] = part
         return [r for r in results if r is not None]
@@ -80,6 +85,10 @@ class DedicatedModel:
     async def stats(self) -> dict[str, int]:
         """How many batches ran and the largest one (for operators and tests)."""
         return {"batches": self._batches, "largest_batch": self._largest_batch}
+
+    async def sender_stats(self) -> dict[str, Any]:
+        """This replica's sketch sender (for operators and tests)."""
+        return self.sketches.stats()
 
     async def ready(self, version: str) -> bool:
         """Load ``version`` (used by /readyz)."""

@@ -4,6 +4,11 @@ It authenticates, resolves each model's ``champion`` alias to a version (cached 
 refreshed in the background), validates rows against that version's data contract and
 forwards them to the multiplexed pool or the model's dedicated deployment. Errors are a
 small JSON envelope, never a stack trace or an echo of the payload.
+
+Monitoring: what the gateway predicts itself is counted by its sketch sender (the pool and
+dedicated replicas count theirs), and every prediction, wherever it ran, is logged by
+request id for feedback labels to join. Feedback and the monitoring routes forward to the
+monitor actor.
 """
 
 import asyncio
@@ -20,16 +25,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlfleet import registry
 from mlfleet.errors import MlfleetError, NotFoundError
+from mlfleet.monitoring.protocol import FeedbackResult, Label
+from mlfleet.monitoring.sender import MonitorLink, MonitorUnavailable, SketchSender, sender_id
 from mlfleet.serving.auth import ApiKey, authenticate, bearer
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
 from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
 from mlfleet.serving.models import predict as predict_with
 from mlfleet.serving.names import POOL, dedicated_deployment_name
-from mlfleet.serving.schemas import PredictRequest, PredictResponse, RequestInvalid, RowValidator
+from mlfleet.serving.schemas import (
+    FeedbackRequest,
+    FeedbackResponse,
+    PredictRequest,
+    PredictResponse,
+    RequestInvalid,
+    RowValidator,
+)
 from mlfleet.settings import Settings
 
 log = logging.getLogger("mlfleet.gateway")
 READY_TIMEOUT_S = 60.0
+FEEDBACK_FLUSH_TIMEOUT_S = 5.0
 
 
 class ApiError(MlfleetError):
@@ -145,6 +160,8 @@ class Gateway:
             load=registry.load_pipeline,
         )
         self.ongoing = 0  # predict requests this replica is handling right now
+        self.sketches = SketchSender(sender_id("gateway"), self.settings)
+        self.monitor = MonitorLink()
         self._refresher: asyncio.Task[None] | None = None
         # One gateway per replica process: the routes below find it here. (Serve's
         # class-based routes lose their rewritten signatures when the class is pickled by
@@ -270,6 +287,17 @@ class Gateway:
             served_by = "pool"
             handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
             result = await handle.predict.remote(frame)
+        # Counted where it was predicted (the pool and dedicated replicas count their own);
+        # logged for every path, so that labels join whichever one answered.
+        self.sketches.record(
+            name,
+            version,
+            frame,
+            result,
+            request_id=request_id,
+            log=True,
+            sketch=served_by == "gateway",
+        )
         response.headers["X-Served-By"] = served_by
         return PredictResponse(model=name, version=version, request_id=request_id, **result)
 
@@ -359,6 +387,74 @@ class Gateway:
         info = await asyncio.to_thread(registry.rollback, name)
         await self._refresh_models()  # this replica shows the change at once
         return {"model": name, "champion": info.version}
+
+    # --- monitoring ---------------------------------------------------------------------------
+
+    async def _known(self, name: str) -> None:
+        """404 unless ``name`` is a registered model."""
+        check_name(name)
+        if name in self.champions:
+            return
+        if not await asyncio.to_thread(registry.model_exists, name):
+            raise NotFoundError(f"unknown model {name!r}")
+
+    async def _ask_monitor(self, method: str, *args: Any) -> Any:
+        """A monitor call; 503 when it cannot be reached, its own errors as they are."""
+        try:
+            return await self.monitor.call(method, *args)
+        except MonitorUnavailable:
+            raise ApiError(
+                503, "monitor_unavailable", "the drift monitor is not reachable; try again shortly"
+            ) from None
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)  # a Ray task error wraps the monitor's own
+            if isinstance(cause, MlfleetError):
+                raise cause from None
+            raise
+
+    async def feedback(self, name: str, request: Request) -> FeedbackResponse:
+        """Join ground-truth labels to logged predictions of ``name``."""
+        authorize(request, self.settings.api_keys, "predict")
+        check_name(name)
+        payload = await _read_json(request, self.settings.max_request_bytes)
+        if not isinstance(payload, dict):
+            raise RequestInvalid("the body must be a JSON object with 'labels'")
+        try:
+            body = FeedbackRequest.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise RequestInvalid(f"{where}: {first['msg']}") from None
+        await self._known(name)
+        labels = [Label(request_id=x.request_id, label=x.label, row=x.row) for x in body.labels]
+        # What this replica logged must reach the monitor before the labels that join it.
+        await self._flush_logged()
+        result: FeedbackResult = await self._ask_monitor("feedback", name, labels)
+        return FeedbackResponse(
+            matched=result.matched, unknown=list(result.unknown), written=result.written
+        )
+
+    async def _flush_logged(self) -> None:
+        try:
+            await asyncio.wait_for(self.sketches.flush(), FEEDBACK_FLUSH_TIMEOUT_S)
+        except Exception:  # the monitor may be down: feedback says so on its own call
+            log.debug("flush before feedback failed", exc_info=True)
+
+    async def monitoring(self, request: Request) -> dict[str, Any]:
+        """Every monitored model's status (the monitor's ``fleet()``)."""
+        authorize(request, self.settings.api_keys, "predict")
+        return {"models": await self._ask_monitor("fleet")}
+
+    async def monitoring_model(self, name: str, request: Request) -> dict[str, Any]:
+        """One model's per-feature statistics and histograms (the monitor's ``model()``)."""
+        authorize(request, self.settings.api_keys, "predict")
+        await self._known(name)
+        body: dict[str, Any] = await self._ask_monitor("model", name)
+        return body
+
+    async def sender_stats(self) -> dict[str, Any]:
+        """This replica's sketch sender (for operators and tests)."""
+        return self.sketches.stats()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         models = await self.fleet()
@@ -474,3 +570,45 @@ async def promote(name: str, body: PromoteRequest, request: Request) -> dict[str
 async def rollback(name: str, request: Request) -> dict[str, Any]:
     """Point the champion back at the previous champion (admin scope)."""
     return await _gateway().rollback(name, request)
+
+
+MONITOR_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown model (or one the monitor has no data for yet)."},
+    503: {"description": "The drift monitor is not reachable."},
+}
+
+
+@app.post(
+    "/v1/models/{name}/feedback",
+    tags=["monitoring"],
+    response_model=FeedbackResponse,
+    responses=MONITOR_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+        }
+    },
+)
+async def feedback(name: str, request: Request) -> FeedbackResponse:
+    """Ground truth for earlier predictions, by the ``request_id`` they answered with.
+
+    ``row`` picks a row of a multi-row request (default 0). Labels join the predictions the
+    monitor still holds; their realised accuracy (or MAE) then shows in
+    ``GET /v1/monitoring``. Scope ``predict``.
+    """
+    return await _gateway().feedback(name, request)
+
+
+@app.get("/v1/monitoring", tags=["monitoring"], responses={503: MONITOR_ERRORS[503]})
+async def monitoring(request: Request) -> dict[str, Any]:
+    """Every monitored model: status, drifted features, rows in the window, estimated and
+    realised performance, last alert and last retrain."""
+    return await _gateway().monitoring(request)
+
+
+@app.get("/v1/monitoring/{name}", tags=["monitoring"], responses=MONITOR_ERRORS)
+async def monitoring_model(name: str, request: Request) -> dict[str, Any]:
+    """One model: per feature the drift statistics and verdict, with the reference and
+    current histograms."""
+    return await _gateway().monitoring_model(name, request)

@@ -14,6 +14,7 @@ import pandas as pd
 from ray import serve
 
 from mlfleet import registry
+from mlfleet.monitoring.sender import SketchSender, sender_id
 from mlfleet.serving.models import predict
 
 
@@ -29,7 +30,9 @@ def pool_class(max_models: int) -> type:
         def __init__(self, settings_json: str) -> None:
             from mlfleet.settings import Settings
 
-            registry.configure(Settings.model_validate_json(settings_json))
+            settings = Settings.model_validate_json(settings_json)
+            registry.configure(settings)
+            self.sketches = SketchSender(sender_id("pool"), settings)
 
         @serve.multiplexed(max_num_models_per_replica=max_models)
         async def get_model(self, model_id: str) -> Any:
@@ -38,8 +41,16 @@ def pool_class(max_models: int) -> type:
             return await asyncio.to_thread(registry.load_pipeline, name, version)
 
         async def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
-            model = await self.get_model(serve.get_multiplexed_model_id())
-            return predict(model, frame)
+            model_id = serve.get_multiplexed_model_id()
+            model = await self.get_model(model_id)
+            result = predict(model, frame)
+            name, _, version = model_id.partition("/")
+            self.sketches.record(name, version, frame, result)
+            return result
+
+        async def sender_stats(self) -> dict[str, Any]:
+            """This replica's sketch sender (for operators and tests)."""
+            return self.sketches.stats()
 
         async def ready(self) -> bool:
             """Load the request's model (used by /readyz)."""

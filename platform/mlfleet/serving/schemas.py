@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from mlfleet.contract import semantics
 from mlfleet.contract.schema import ColumnSpec, Contract
@@ -68,6 +68,42 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = None
     classes: list[Any] | None = None
     request_id: str
+
+
+class FeedbackLabel(BaseModel):
+    """The true outcome of one predicted row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(
+        min_length=1, max_length=128, description="The request id a prediction answered with."
+    )
+    label: StrictBool | StrictInt | StrictFloat | StrictStr = Field(
+        description="The true class (classifiers) or value (regressors)."
+    )
+    row: int = Field(
+        default=0, ge=0, le=1_000_000, description="Which row of that request (0 for the first)."
+    )
+
+
+class FeedbackRequest(BaseModel):
+    """``{"labels": [{"request_id": "...", "label": ..., "row": 0}, ...]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[FeedbackLabel] = Field(min_length=1, description="Labels, in any order.")
+
+
+class FeedbackResponse(BaseModel):
+    """What became of the labels."""
+
+    matched: int = Field(description="Labels joined to a logged prediction.")
+    unknown: list[str] = Field(
+        description="Request ids the monitor does not (or no longer) know of."
+    )
+    written: str | None = Field(
+        default=None, description="The Parquet file the labelled rows were written to."
+    )
 
 
 def _messages(col: ColumnSpec) -> dict[str, str]:

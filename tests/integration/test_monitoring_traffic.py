@@ -1,0 +1,407 @@
+"""Monitoring through the real gateway on the session's Ray: every prediction site records,
+the feedback and monitoring routes (bodies, status codes, auth), a shifted stream turning
+its model to ``drift`` while an unshifted one stays ``ok``, and labels joining predictions
+whichever path answered them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from mlfleet import registry
+from mlfleet.monitoring.protocol import MONITOR_NAME, NAMESPACE
+from mlfleet.serving.auth import digest
+from mlfleet.settings import Settings, get_settings
+from mlfleet.spec import load_spec
+from mlfleet.training.run import train
+from tests.messy import LOANS_CONTRACT, loans_frame
+
+pytestmark = pytest.mark.ray
+
+KEY, OTHER_KEY = "mlf_monitor_predict_key", "mlf_monitor_admin_only"
+FEATURES = ["income", "debt_ratio", "region"]
+FLEET = {"mon-shift": "pool", "mon-steady": "pool", "mon-dedicated": "dedicated"}
+GATEWAY, POOL = "Gateway", "ModelPool"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spec(name: str, mode: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "contract": "../contract.yaml",
+        "sources": ["../loans.csv"],
+        "task": "classification",
+        "features": FEATURES,
+        "split": {"test_fraction": 0.25, "seed": 5},
+        "search": {
+            "metric": "accuracy",
+            "num_samples": 1,
+            "scheduler": "fifo",
+            "candidates": [
+                {
+                    "estimator": "sklearn.linear_model.LogisticRegression",
+                    "params": {"max_iter": 300},
+                }
+            ],
+        },
+        "serving": {
+            "mode": mode,
+            "max_batch_size": 16,
+            "batch_wait_timeout_s": 0.005,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    root = tmp_path_factory.mktemp("monitored-fleet")
+    (root / "specs").mkdir()
+    loans_frame(1600, seed=11).to_csv(root / "specs" / "loans.csv", index=False)
+    (root / "specs" / "contract.yaml").write_text(LOANS_CONTRACT)
+    for name, mode in FLEET.items():
+        (root / "specs" / name).mkdir()
+        (root / "specs" / name / "model.yaml").write_text(yaml.safe_dump(spec(name, mode)))
+    keys = [
+        {"name": "app", "sha256": digest(KEY), "scopes": ["predict"]},
+        {"name": "ops", "sha256": digest(OTHER_KEY), "scopes": ["admin"]},
+    ]
+    settings = get_settings(
+        home=root / "home",
+        api_keys=keys,
+        max_request_bytes=8192,
+        alias_refresh_seconds=0.5,
+        monitor_flush_seconds=0.3,
+    )
+    return settings, root
+
+
+def stop_monitor() -> None:
+    """Kill the session's monitor, if any (another module's gateway may have started one
+    with its own settings)."""
+    import ray
+
+    try:
+        ray.kill(ray.get_actor(MONITOR_NAME, namespace=NAMESPACE), no_restart=True)
+    except ValueError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def gateway(ray_session: None, fleet_settings: tuple[Settings, Path]) -> Iterator[str]:
+    from ray import serve
+
+    from mlfleet.serving.app import FleetArgs, build_fleet
+
+    settings, root = fleet_settings
+    registry.configure(settings)
+    for name in FLEET:
+        train(load_spec(root / "specs" / name / "model.yaml"), settings)
+    stop_monitor()
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(
+        build_fleet(
+            FleetArgs(specs_dir=str(root / "specs"), gateway_max_replicas=1, pool_max_replicas=1),
+            settings,
+        ),
+        name="fleet",
+        route_prefix="/",
+    )
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    stop_monitor()
+
+
+@pytest.fixture(scope="module")
+def monitor(gateway: str, fleet_settings: tuple[Settings, Path]) -> Iterator[None]:
+    """The monitor actor, started for this fleet's settings (needs monitoring.actor)."""
+    actor = pytest.importorskip("mlfleet.monitoring.actor")
+    settings, root = fleet_settings
+    stop_monitor()
+    actor.ensure_monitor(settings, specs_dir=root / "specs")
+    yield
+    stop_monitor()
+
+
+@pytest.fixture()
+def client(gateway: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=gateway, timeout=60, headers={"Authorization": f"Bearer {KEY}"}
+    ) as c:
+        yield c
+
+
+def rows_of(frame: Any) -> list[dict[str, Any]]:
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in frame[FEATURES].to_dict("records")
+    ]
+
+
+def predict_all(
+    client: httpx.Client, name: str, rows: list[dict[str, Any]], per_request: int = 10
+) -> list[dict[str, Any]]:
+    out = []
+    for start in range(0, len(rows), per_request):
+        r = client.post(
+            f"/v1/models/{name}/predict", json={"instances": rows[start : start + per_request]}
+        )
+        assert r.status_code == 200, r.text
+        out.append({**r.json(), "served_by": r.headers["x-served-by"]})
+    return out
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def sender_stats(deployment: str) -> dict[str, Any]:
+    from ray import serve
+
+    return serve.get_deployment_handle(deployment, app_name="fleet").sender_stats.remote().result()
+
+
+def test_the_monitoring_routes_are_documented(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    feedback = paths["/v1/models/{name}/feedback"]["post"]
+    assert "labels" in str(feedback["requestBody"]) and {"404", "503"} <= set(feedback["responses"])
+    assert "get" in paths["/v1/monitoring"] and "get" in paths["/v1/monitoring/{name}"]
+    assert "/v1/models/{name}/predict" in paths  # every earlier route stays
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "needle"),
+    [
+        (b'{"labels": []}', "application/json", 422, "labels"),
+        (b'{"labels": [{"label": "yes"}]}', "application/json", 422, "request_id"),
+        (b'{"labels": [{"request_id": "r", "label": {"a": 1}}]}', "application/json", 422, "label"),
+        (
+            b'{"labels": [{"request_id": "r", "label": "yes", "row": -1}]}',
+            "application/json",
+            422,
+            "row",
+        ),
+        (
+            b'{"labels": [{"request_id": "r", "label": "yes", "x": 1}]}',
+            "application/json",
+            422,
+            "x",
+        ),
+        (b'{"rows": []}', "application/json", 422, "labels"),
+        (b"[1]", "application/json", 422, "JSON object"),
+        (b'{"labels": [', "application/json", 400, "not valid JSON"),
+        (b'{"labels": []}', "text/plain", 415, "Content-Type"),
+        (
+            b'{"labels": [' + b'{"request_id": "r", "label": "yes"},' * 300 + b"{}]}",
+            "application/json",
+            413,
+            "over 8192 bytes",
+        ),
+    ],
+)
+def test_feedback_bodies_are_checked_before_anything_else(
+    client: httpx.Client, body: bytes, content_type: str, status: int, needle: str
+) -> None:
+    r = client.post(
+        "/v1/models/mon-steady/feedback", content=body, headers={"Content-Type": content_type}
+    )
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"] and "Traceback" not in r.text
+
+
+def test_monitoring_routes_need_a_predict_key_and_a_known_model(gateway: str) -> None:
+    good = {"labels": [{"request_id": "r1", "label": "yes"}]}
+    with httpx.Client(base_url=gateway, timeout=60) as anonymous:
+        assert anonymous.get("/v1/monitoring").status_code == 401
+        assert anonymous.get("/v1/monitoring/mon-steady").status_code == 401
+        assert anonymous.post("/v1/models/mon-steady/feedback", json=good).status_code == 401
+        admin_only = {"Authorization": f"Bearer {OTHER_KEY}"}
+        r = anonymous.get("/v1/monitoring", headers=admin_only)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+        predict_key = {"Authorization": f"Bearer {KEY}"}
+        for url in ("/v1/monitoring/no-such-model", "/v1/monitoring/Bad..Name"):
+            assert anonymous.get(url, headers=predict_key).status_code == 404
+        r = anonymous.post("/v1/models/no-such-model/feedback", json=good, headers=predict_key)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_without_a_monitor_the_routes_answer_503_and_predictions_go_on(
+    client: httpx.Client,
+) -> None:
+    stop_monitor()
+    for r in (
+        client.get("/v1/monitoring"),
+        client.get("/v1/monitoring/mon-steady"),
+        client.post(
+            "/v1/models/mon-steady/feedback",
+            json={"labels": [{"request_id": "r1", "label": "yes"}]},
+        ),
+    ):
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "monitor_unavailable"
+    rows = rows_of(loans_frame(30, seed=2))
+    assert len(predict_all(client, "mon-steady", rows)) == 3  # serving does not notice
+
+
+def test_every_prediction_site_counts_what_it_predicted_and_the_gateway_logs_all(
+    client: httpx.Client,
+) -> None:
+    sites = (GATEWAY, POOL, "Dedicated-mon-dedicated")
+    wait_for(
+        lambda: all(sender_stats(d)["buffered_rows"] == 0 for d in sites),
+        30,
+        "earlier predictions to be binned",
+    )
+    before = {d: sender_stats(d) for d in sites}
+    rows = rows_of(loans_frame(40, seed=3))
+    answers = predict_all(client, "mon-steady", rows, per_request=4)
+    answers += predict_all(client, "mon-dedicated", rows, per_request=4)
+    served = {a["served_by"] for a in answers}
+    assert served <= {"gateway", "pool", "dedicated"}
+
+    def grown(deployment: str, key: str) -> int:
+        return int(sender_stats(deployment)[key] - before[deployment][key])
+
+    # Each row counted exactly once, where it was predicted; every row logged by the gateway.
+    wait_for(
+        lambda: (
+            grown(GATEWAY, "counted_rows")
+            + grown(POOL, "counted_rows")
+            + grown("Dedicated-mon-dedicated", "counted_rows")
+            == 2 * len(rows)
+        ),
+        30,
+        "every predicted row to be counted",
+    )
+    wait_for(lambda: grown(GATEWAY, "logged_rows") == 2 * len(rows), 30, "every row logged")
+    ids = [s["sender"] for s in (sender_stats(GATEWAY), sender_stats(POOL))]
+    assert len(set(ids)) == 2 and ids[0].startswith("gateway-") and ids[1].startswith("pool-")
+
+
+def status_of(client: httpx.Client, name: str) -> dict[str, Any] | None:
+    r = client.get("/v1/monitoring")
+    if r.status_code != 200:
+        return None
+    for entry in r.json()["models"]:
+        if entry.get("model", entry.get("name")) == name:
+            return dict(entry)
+    return None
+
+
+def test_a_shifted_stream_drifts_while_an_unshifted_one_stays_ok(
+    monitor: None, client: httpx.Client
+) -> None:
+    live = loans_frame(1200, seed=12)
+    steady = rows_of(live)
+    shifted = rows_of(live.assign(debt_ratio=np.clip(live["debt_ratio"] + 1.8, 0, 5)))
+    predict_all(client, "mon-shift", shifted, per_request=20)
+    predict_all(client, "mon-steady", steady, per_request=20)
+
+    def settled() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        a, b = status_of(client, "mon-shift"), status_of(client, "mon-steady")
+        if a and b and a.get("status") == "drift" and b.get("status") == "ok":
+            return a, b
+        return None
+
+    drifted, ok = wait_for(settled, 150, "mon-shift to drift and mon-steady to stay ok")
+    assert "debt_ratio" in drifted["drifted_features"]
+    assert ok["drifted_features"] == []
+    detail = client.get("/v1/monitoring/mon-shift")
+    assert detail.status_code == 200, detail.text
+    assert "debt_ratio" in detail.text and "reference" in detail.text
+
+
+def realised_accuracy(entry: dict[str, Any] | None) -> float | None:
+    realised = ((entry or {}).get("performance") or {}).get("realised") or {}
+    value = realised.get("accuracy")
+    return None if value is None else float(value)
+
+
+def test_labels_join_predictions_whichever_path_answered_them(
+    monitor: None, client: httpx.Client, gateway: str
+) -> None:
+    frame = loans_frame(200, seed=21)
+    rows, truth = rows_of(frame), frame["defaulted"].tolist()
+    per = 5
+    # One request at a time, until the idle gateway answers one itself (it loads its copy
+    # of the model in the background); then the rest at once, which it forwards.
+    answers: list[dict[str, Any]] = []
+    while len(answers) < 20 and not any(a["served_by"] == "gateway" for a in answers):
+        start = per * len(answers)
+        answers += predict_all(client, "mon-dedicated", rows[start : start + per], per)
+        time.sleep(0.05)
+    answers += asyncio.run(burst(gateway, "mon-dedicated", rows[per * len(answers) :], per))
+    assert {a["served_by"] for a in answers} == {"gateway", "dedicated"}
+
+    labels, right = [], 0
+    for i, answer in enumerate(answers):
+        for row, predicted in enumerate(answer["predictions"]):
+            label = truth[per * i + row]
+            labels.append({"request_id": answer["request_id"], "label": label, "row": row})
+            right += predicted == label
+    assert len(labels) == len(rows)
+    labels.append({"request_id": "never-answered", "label": "yes"})
+
+    r = client.post("/v1/models/mon-dedicated/feedback", json={"labels": labels})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"matched", "unknown", "written"}
+    assert body["matched"] == len(rows) and body["unknown"] == ["never-answered"]
+
+    accuracy = wait_for(
+        lambda: realised_accuracy(status_of(client, "mon-dedicated")),
+        120,
+        "realised accuracy in /v1/monitoring",
+    )
+    assert accuracy == pytest.approx(right / len(rows), abs=1e-9)
+
+
+async def burst(
+    gateway: str, name: str, rows: list[dict[str, Any]], per_request: int
+) -> list[dict[str, Any]]:
+    """All of ``rows`` at once, ``per_request`` rows a request; answers in request order."""
+    async with httpx.AsyncClient(
+        base_url=gateway, timeout=60, headers={"Authorization": f"Bearer {KEY}"}
+    ) as c:
+        responses = await asyncio.gather(
+            *[
+                c.post(
+                    f"/v1/models/{name}/predict",
+                    json={"instances": rows[start : start + per_request]},
+                )
+                for start in range(0, len(rows), per_request)
+            ]
+        )
+    out = []
+    for r in responses:
+        assert r.status_code == 200, r.text
+        out.append({**r.json(), "served_by": r.headers["x-served-by"]})
+    return out
