@@ -1,0 +1,129 @@
+"""Training logs monitoring.json beside each version, and load_reference reads it back
+through the registry (a classifier with its calibration map, a regressor on its target's
+edges; None for a version registered without it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlfleet import registry
+from mlfleet.monitoring.loading import MONITORING_FILE, PROFILE_FILE, load_reference
+from mlfleet.monitoring.reference import PREDICTION
+from mlfleet.settings import Settings, get_settings
+from mlfleet.spec import load_spec
+from mlfleet.training.run import TrainResult, train
+from tests.messy import LOANS_CONTRACT, diabetes_spec_copy, loans_frame
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reference")
+    loans_frame(800, seed=4).to_csv(root / "loans.csv", index=False)
+    (root / "contract.yaml").write_text(LOANS_CONTRACT)
+    (root / "loans.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "loan-ref",
+                "contract": "contract.yaml",
+                "sources": ["loans.csv"],
+                "task": "classification",
+                "features": ["income", "debt_ratio", "region"],
+                "split": {"test_fraction": 0.25, "seed": 5},
+                "search": {
+                    "metric": "accuracy",
+                    "num_samples": 1,
+                    "scheduler": "fifo",
+                    "candidates": [
+                        {
+                            "estimator": "sklearn.linear_model.LogisticRegression",
+                            "params": {"max_iter": 300},
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def settings(workspace: Path) -> Settings:
+    s = get_settings(home=workspace / "home")
+    registry.configure(s)
+    return s
+
+
+@pytest.fixture(scope="module")
+def classifier(ray_session: None, workspace: Path, settings: Settings) -> TrainResult:
+    return train(load_spec(workspace / "loans.yaml"), settings)
+
+
+@pytest.fixture(scope="module")
+def regressor(ray_session: None, workspace: Path, settings: Settings) -> TrainResult:
+    return train(load_spec(diabetes_spec_copy(REPO, workspace / "specs", 1)), settings)
+
+
+def test_a_classifier_version_carries_its_prediction_reference_and_calibration(
+    classifier: TrainResult,
+) -> None:
+    doc = json.loads(registry.version_artifact("loan-ref", classifier.version, MONITORING_FILE))
+    assert doc["task"] == "classification" and doc["target"] == "defaulted"
+    reference = load_reference("loan-ref", classifier.version)
+    assert reference is not None
+    assert (reference.model, reference.version, reference.task) == (
+        "loan-ref",
+        classifier.version,
+        "classification",
+    )
+    assert [c.name for c in reference.features] == ["income", "debt_ratio", "region"]
+    prediction = reference.column(PREDICTION)
+    assert prediction.kind == "categorical" and set(prediction.categories or ()) == {"yes", "no"}
+    assert int(prediction.counts.sum()) == doc["holdout_rows"] == 200
+    assert prediction.counts[-1] == 0  # no prediction outside the classes
+    assert reference.calibration is not None
+    calibrated = reference.calibration(reference.calibration.x)
+    assert ((calibrated >= 0) & (calibrated <= 1)).all()
+
+
+def test_a_regressor_version_bins_its_predictions_on_the_targets_edges(
+    regressor: TrainResult,
+) -> None:
+    name = regressor.name
+    profile = json.loads(registry.version_artifact(name, regressor.version, PROFILE_FILE))
+    reference = load_reference(name, regressor.version)
+    assert reference is not None and reference.task == "regression"
+    prediction = reference.column(PREDICTION)
+    assert prediction.kind == "numeric"
+    assert prediction.edges is not None
+    assert prediction.edges.tolist() == profile["features"]["progression"]["edges"]
+    assert prediction.slots == len(profile["features"]["progression"]["edges"]) + 1
+    assert reference.calibration is None
+    assert "progression" not in [c.name for c in reference.features]
+
+
+def test_a_version_registered_without_monitoring_json_has_no_reference(
+    classifier: TrainResult, settings: Settings
+) -> None:
+    import mlflow
+
+    model = registry.load_pipeline("loan-ref", classifier.version)
+    profile = registry.version_artifact("loan-ref", classifier.version, PROFILE_FILE)
+    contract = registry.version_artifact("loan-ref", classifier.version, "contract.yaml")
+    mlflow.set_experiment("loan-ref-old")
+    with mlflow.start_run():
+        old = registry.register_model(
+            model,
+            "loan-ref",
+            signature=None,
+            input_example=None,
+            extra_files={"contract.yaml": contract, PROFILE_FILE: profile},
+        )
+    assert load_reference("loan-ref", old) is None
