@@ -55,6 +55,7 @@ log = logging.getLogger("mlfleet.monitoring")
 
 SEND_TIMEOUT_S = 10.0  # a flush the monitor has not acknowledged by then is resent later
 MAX_BACKOFF_S = 10.0  # longest pause between attempts while the monitor is unreachable
+CLOSE_TIMEOUT_S = 5.0  # a replica shutting down waits this long at most for its last flush
 
 Send = Callable[[Flush], Awaitable[Ack]]
 LoadReference = Callable[[str, str], MonitorReference | None]
@@ -297,7 +298,7 @@ class SketchSender:
             except Exception:  # never let the flusher die: the next tick tries again
                 log.warning("sketch flush failed", exc_info=True)
 
-    async def close(self, timeout: float = SEND_TIMEOUT_S) -> None:
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Stop the background task after one last flush (best effort, bounded by ``timeout``)."""
         if self._task is not None:
             self._task.cancel()

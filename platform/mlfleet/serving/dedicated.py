@@ -86,6 +86,10 @@ class DedicatedModel:
         """How many batches ran and the largest one (for operators and tests)."""
         return {"batches": self._batches, "largest_batch": self._largest_batch}
 
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown: flush what this replica still holds (bounded wait)."""
+        await self.sketches.close()
+
     async def sender_stats(self) -> dict[str, Any]:
         """This replica's sketch sender (for operators and tests)."""
         return self.sketches.stats()

@@ -452,6 +452,10 @@ class Gateway:
         body: dict[str, Any] = await self._ask_monitor("model", name)
         return body
 
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown: flush what this replica still holds (bounded wait)."""
+        await self.sketches.close()
+
     async def sender_stats(self) -> dict[str, Any]:
         """This replica's sketch sender (for operators and tests)."""
         return self.sketches.stats()

@@ -48,6 +48,10 @@ def pool_class(max_models: int) -> type:
             self.sketches.record(name, version, frame, result)
             return result
 
+        async def __del__(self) -> None:
+            """Serve's graceful shutdown: flush what this replica still holds (bounded wait)."""
+            await self.sketches.close()
+
         async def sender_stats(self) -> dict[str, Any]:
             """This replica's sketch sender (for operators and tests)."""
             return self.sketches.stats()
