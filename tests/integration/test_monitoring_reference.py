@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mlfleet import registry
 from mlfleet.monitoring.loading import MONITORING_FILE, PROFILE_FILE, load_reference
@@ -16,7 +15,8 @@ from mlfleet.monitoring.reference import PREDICTION
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import TrainResult, train
-from tests.messy import LOANS_CONTRACT, diabetes_spec_copy, loans_frame
+from tests.support.fleet import LOGREG, write_loans_fleet
+from tests.support.messy import diabetes_spec_copy
 
 pytestmark = pytest.mark.ray
 
@@ -24,51 +24,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]:
+    """A loans spec and its data, and settings with their own registry."""
     root = tmp_path_factory.mktemp("reference")
-    loans_frame(800, seed=4).to_csv(root / "loans.csv", index=False)
-    (root / "contract.yaml").write_text(LOANS_CONTRACT)
-    (root / "loans.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "name": "loan-ref",
-                "contract": "contract.yaml",
-                "sources": ["loans.csv"],
-                "task": "classification",
-                "features": ["income", "debt_ratio", "region"],
-                "split": {"test_fraction": 0.25, "seed": 5},
-                "search": {
-                    "metric": "accuracy",
-                    "num_samples": 1,
-                    "scheduler": "fifo",
-                    "candidates": [
-                        {
-                            "estimator": "sklearn.linear_model.LogisticRegression",
-                            "params": {"max_iter": 300},
-                        }
-                    ],
-                },
-            }
-        )
-    )
-    return root
+    write_loans_fleet(root, {"loan-ref": (*LOGREG, "pool")}, rows=800, seed=4)
+    settings = get_settings(home=root / "home")
+    registry.configure(settings)
+    return root, settings
 
 
 @pytest.fixture(scope="module")
-def settings(workspace: Path) -> Settings:
-    s = get_settings(home=workspace / "home")
-    registry.configure(s)
-    return s
+def classifier(ray_session: None, workspace: tuple[Path, Settings]) -> TrainResult:
+    root, settings = workspace
+    return train(load_spec(root / "specs" / "loan-ref" / "model.yaml"), settings)
 
 
 @pytest.fixture(scope="module")
-def classifier(ray_session: None, workspace: Path, settings: Settings) -> TrainResult:
-    return train(load_spec(workspace / "loans.yaml"), settings)
-
-
-@pytest.fixture(scope="module")
-def regressor(ray_session: None, workspace: Path, settings: Settings) -> TrainResult:
-    return train(load_spec(diabetes_spec_copy(REPO, workspace / "specs", 1)), settings)
+def regressor(ray_session: None, workspace: tuple[Path, Settings]) -> TrainResult:
+    root, settings = workspace
+    return train(load_spec(diabetes_spec_copy(REPO, root / "examples", 1)), settings)
 
 
 def test_a_classifier_version_carries_its_prediction_reference_and_calibration(
@@ -110,7 +84,7 @@ def test_a_regressor_version_bins_its_predictions_on_the_targets_edges(
 
 
 def test_a_version_registered_without_monitoring_json_has_no_reference(
-    classifier: TrainResult, settings: Settings
+    classifier: TrainResult,
 ) -> None:
     import mlflow
 

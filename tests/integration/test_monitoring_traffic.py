@@ -6,80 +6,45 @@ whichever path answered them."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import yaml
 
-from mlfleet import registry
 from mlfleet.monitoring.protocol import MONITOR_NAME, NAMESPACE
-from mlfleet.serving.auth import digest
 from mlfleet.settings import Settings, get_settings
-from mlfleet.spec import load_spec
-from mlfleet.training.run import train
-from tests.messy import LOANS_CONTRACT, loans_frame
+from tests.support.fleet import (
+    LOAN_FEATURES,
+    LOGREG,
+    Model,
+    api_key,
+    serving,
+    train_fleet,
+    write_loans_fleet,
+)
+from tests.support.messy import loans_frame
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
 KEY, OTHER_KEY = "mlf_monitor_predict_key", "mlf_monitor_admin_only"
-FEATURES = ["income", "debt_ratio", "region"]
-FLEET = {"mon-shift": "pool", "mon-steady": "pool", "mon-dedicated": "dedicated"}
+FLEET: dict[str, Model] = {
+    "mon-shift": (*LOGREG, "pool"),
+    "mon-steady": (*LOGREG, "pool"),
+    "mon-dedicated": (*LOGREG, "dedicated"),
+}
 GATEWAY, POOL = "Gateway", "ModelPool"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spec(name: str, mode: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "contract": "../contract.yaml",
-        "sources": ["../loans.csv"],
-        "task": "classification",
-        "features": FEATURES,
-        "split": {"test_fraction": 0.25, "seed": 5},
-        "search": {
-            "metric": "accuracy",
-            "num_samples": 1,
-            "scheduler": "fifo",
-            "candidates": [
-                {
-                    "estimator": "sklearn.linear_model.LogisticRegression",
-                    "params": {"max_iter": 300},
-                }
-            ],
-        },
-        "serving": {
-            "mode": mode,
-            "max_batch_size": 16,
-            "batch_wait_timeout_s": 0.005,
-            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-        },
-    }
 
 
 @pytest.fixture(scope="module")
 def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     root = tmp_path_factory.mktemp("monitored-fleet")
-    (root / "specs").mkdir()
-    loans_frame(1600, seed=11).to_csv(root / "specs" / "loans.csv", index=False)
-    (root / "specs" / "contract.yaml").write_text(LOANS_CONTRACT)
-    for name, mode in FLEET.items():
-        (root / "specs" / name).mkdir()
-        (root / "specs" / name / "model.yaml").write_text(yaml.safe_dump(spec(name, mode)))
-    keys = [
-        {"name": "app", "sha256": digest(KEY), "scopes": ["predict"]},
-        {"name": "ops", "sha256": digest(OTHER_KEY), "scopes": ["admin"]},
-    ]
+    write_loans_fleet(root, FLEET, rows=1600, seed=11)
+    keys = [api_key("app", KEY, "predict"), api_key("ops", OTHER_KEY, "admin")]
     settings = get_settings(
         home=root / "home",
         api_keys=keys,
@@ -110,27 +75,11 @@ def stop_monitor() -> None:
 
 @pytest.fixture(scope="module")
 def gateway(ray_session: None, fleet_settings: tuple[Settings, Path]) -> Iterator[str]:
-    from ray import serve
-
-    from mlfleet.serving.app import FleetArgs, build_fleet
-
     settings, root = fleet_settings
-    registry.configure(settings)
-    for name in FLEET:
-        train(load_spec(root / "specs" / name / "model.yaml"), settings)
+    train_fleet(settings, root / "specs", FLEET)
     stop_monitor()
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(
-        build_fleet(
-            FleetArgs(specs_dir=str(root / "specs"), gateway_max_replicas=1, pool_max_replicas=1),
-            settings,
-        ),
-        name="fleet",
-        route_prefix="/",
-    )
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with serving(settings, root / "specs") as url:
+        yield url
     stop_monitor()
 
 
@@ -156,7 +105,7 @@ def client(gateway: str) -> Iterator[httpx.Client]:
 def rows_of(frame: Any) -> list[dict[str, Any]]:
     return [
         {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        for row in frame[FEATURES].to_dict("records")
+        for row in frame[LOAN_FEATURES].to_dict("records")
     ]
 
 
@@ -171,16 +120,6 @@ def predict_all(
         assert r.status_code == 200, r.text
         out.append({**r.json(), "served_by": r.headers["x-served-by"]})
     return out
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def sender_stats(deployment: str) -> dict[str, Any]:
@@ -277,8 +216,8 @@ def test_every_prediction_site_counts_what_it_predicted_and_the_gateway_logs_all
     sites = (GATEWAY, POOL, "Dedicated-mon-dedicated")
     wait_for(
         lambda: all(sender_stats(d)["buffered_rows"] == 0 for d in sites),
-        30,
-        "earlier predictions to be binned",
+        timeout=30,
+        what="earlier predictions to be binned",
     )
     before = {d: sender_stats(d) for d in sites}
     rows = rows_of(loans_frame(40, seed=3))
@@ -298,10 +237,12 @@ def test_every_prediction_site_counts_what_it_predicted_and_the_gateway_logs_all
             + grown("Dedicated-mon-dedicated", "counted_rows")
             == 2 * len(rows)
         ),
-        30,
-        "every predicted row to be counted",
+        timeout=30,
+        what="every predicted row to be counted",
     )
-    wait_for(lambda: grown(GATEWAY, "logged_rows") == 2 * len(rows), 30, "every row logged")
+    wait_for(
+        lambda: grown(GATEWAY, "logged_rows") == 2 * len(rows), timeout=30, what="every row logged"
+    )
     ids = [s["sender"] for s in (sender_stats(GATEWAY), sender_stats(POOL))]
     assert len(set(ids)) == 2 and ids[0].startswith("gateway-") and ids[1].startswith("pool-")
 
@@ -331,7 +272,9 @@ def test_a_shifted_stream_drifts_while_an_unshifted_one_stays_ok(
             return a, b
         return None
 
-    drifted, ok = wait_for(settled, 150, "mon-shift to drift and mon-steady to stay ok")
+    drifted, ok = wait_for(
+        settled, timeout=150, what="mon-shift to drift and mon-steady to stay ok"
+    )
     assert "debt_ratio" in drifted["drifted_features"]
     assert ok["drifted_features"] == []
     detail = client.get("/v1/monitoring/mon-shift")
@@ -378,8 +321,8 @@ def test_labels_join_predictions_whichever_path_answered_them(
 
     accuracy = wait_for(
         lambda: realised_accuracy(status_of(client, "mon-dedicated")),
-        120,
-        "realised accuracy in /v1/monitoring",
+        timeout=120,
+        what="realised accuracy in /v1/monitoring",
     )
     assert accuracy == pytest.approx(right / len(rows), abs=1e-9)
 

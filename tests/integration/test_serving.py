@@ -14,12 +14,19 @@ import pytest
 import yaml
 
 from mlfleet import registry
-from mlfleet.serving.auth import digest
 from mlfleet.settings import Settings, get_settings
 from mlfleet.spec import load_spec
 from mlfleet.training.run import train
-from tests.support.messy import LOANS_CONTRACT, loans_frame
-from tests.support.net import free_port
+from tests.support.fleet import (
+    DUMMY,
+    LOGREG,
+    Model,
+    api_key,
+    loans_spec,
+    serving,
+    train_fleet,
+    write_loans_fleet,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.ray
@@ -28,39 +35,7 @@ PREDICT_KEY, ADMIN_KEY = "mlf_test_predict_key", "mlf_test_admin_key"
 GOOD_ROW = {"income": 30000.0, "debt_ratio": 2.5, "region": "North"}
 
 
-def spec(
-    name: str,
-    estimator: str,
-    params: dict[str, Any],
-    mode: str = "pool",
-    min_improvement: float = 0.0,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "contract": "../contract.yaml",
-        "sources": ["../loans.csv"],
-        "task": "classification",
-        "features": ["income", "debt_ratio", "region"],
-        "split": {"test_fraction": 0.25, "seed": 5},
-        "search": {
-            "metric": "accuracy",
-            "num_samples": 1,
-            "scheduler": "fifo",
-            "candidates": [{"estimator": estimator, "params": params}],
-        },
-        "promotion": {"min_improvement": min_improvement},
-        "serving": {
-            "mode": mode,
-            "max_batch_size": 16,
-            "batch_wait_timeout_s": 0.01,
-            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-        },
-    }
-
-
-LOGREG = ("sklearn.linear_model.LogisticRegression", {"max_iter": 300})
-DUMMY = ("sklearn.dummy.DummyClassifier", {"strategy": "most_frequent"})
-FLEET = {
+FLEET: dict[str, Model] = {
     "loan-a": (*LOGREG, "pool"),
     "loan-b": (*DUMMY, "pool"),
     "loan-c": ("sklearn.tree.DecisionTreeClassifier", {"max_depth": 3}, "pool"),
@@ -71,19 +46,8 @@ FLEET = {
 @pytest.fixture(scope="module")
 def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     root = tmp_path_factory.mktemp("fleet")
-    frame = loans_frame(600, seed=3)
-    (root / "specs").mkdir()
-    frame.to_csv(root / "specs" / "loans.csv", index=False)
-    (root / "specs" / "contract.yaml").write_text(LOANS_CONTRACT)
-    for name, (estimator, params, mode) in FLEET.items():
-        (root / "specs" / name).mkdir()
-        (root / "specs" / name / "model.yaml").write_text(
-            yaml.safe_dump(spec(name, estimator, params, mode))
-        )
-    keys = [
-        {"name": "app", "sha256": digest(PREDICT_KEY), "scopes": ["predict"]},
-        {"name": "ops", "sha256": digest(ADMIN_KEY), "scopes": ["predict", "admin"]},
-    ]
+    write_loans_fleet(root, FLEET, rows=600, seed=3)
+    keys = [api_key("app", PREDICT_KEY, "predict"), api_key("ops", ADMIN_KEY, "predict", "admin")]
     settings = get_settings(
         home=root / "home", api_keys=keys, max_request_bytes=4096, alias_refresh_seconds=0.5
     )
@@ -92,20 +56,14 @@ def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, 
 
 @pytest.fixture(scope="module")
 def gateway(ray_session: None, fleet_settings: tuple[Settings, Path]) -> Iterator[str]:
-    from ray import serve
-
-    from mlfleet.serving.app import FleetArgs, build_fleet
-
     settings, root = fleet_settings
-    registry.configure(settings)
-    for name in FLEET:
-        train(load_spec(root / "specs" / name / "model.yaml"), settings)
+    train_fleet(settings, root / "specs", FLEET)
     # A second loan-fast version that does not beat the champion: promoted by hand later.
     weak = root / "weak.yaml"
     weak.write_text(
         yaml.safe_dump(
             {
-                **spec("loan-fast", *DUMMY, "dedicated"),
+                **loans_spec("loan-fast", *DUMMY, "dedicated"),
                 "contract": "specs/contract.yaml",
                 "sources": ["specs/loans.csv"],
             }
@@ -113,18 +71,8 @@ def gateway(ray_session: None, fleet_settings: tuple[Settings, Path]) -> Iterato
     )
     assert not train(load_spec(weak), settings).promoted
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(
-        build_fleet(
-            FleetArgs(specs_dir=str(root / "specs"), gateway_max_replicas=1, pool_max_replicas=1),
-            settings,
-        ),
-        name="fleet",
-        route_prefix="/",
-    )
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with serving(settings, root / "specs") as url:
+        yield url
 
 
 def auth(key: str = PREDICT_KEY) -> dict[str, str]:

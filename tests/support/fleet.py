@@ -1,0 +1,110 @@
+"""Small fleets of loan models for serving and monitoring tests.
+
+The specs share one contract and one CSV of :func:`tests.support.messy.loans_frame` rows
+(``specs/contract.yaml``, ``specs/loans.csv``), one folder per model; :func:`serving`
+deploys them on the session's Ray the way ``mlfleet serve up`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlfleet import registry
+from mlfleet.serving.auth import digest
+from mlfleet.settings import Settings
+from mlfleet.spec import load_spec
+from tests.support.messy import LOANS_CONTRACT, loans_frame
+from tests.support.net import free_port
+
+LOAN_FEATURES = ["income", "debt_ratio", "region"]
+LOGREG = ("sklearn.linear_model.LogisticRegression", {"max_iter": 300})
+DUMMY = ("sklearn.dummy.DummyClassifier", {"strategy": "most_frequent"})
+
+Model = tuple[str, dict[str, Any], str]  # estimator, its parameters, serving mode
+
+
+def api_key(name: str, key: str, *scopes: str) -> dict[str, Any]:
+    """The MLFLEET_API_KEYS entry of ``key`` (its digest) with ``scopes``."""
+    return {"name": name, "sha256": digest(key), "scopes": list(scopes)}
+
+
+def loans_spec(
+    name: str,
+    estimator: str,
+    params: dict[str, Any],
+    mode: str = "pool",
+    min_improvement: float = 0.0,
+) -> dict[str, Any]:
+    """A one-trial spec on the loans data, in ``specs/<name>/model.yaml``'s layout."""
+    return {
+        "name": name,
+        "contract": "../contract.yaml",
+        "sources": ["../loans.csv"],
+        "task": "classification",
+        "features": LOAN_FEATURES,
+        "split": {"test_fraction": 0.25, "seed": 5},
+        "search": {
+            "metric": "accuracy",
+            "num_samples": 1,
+            "scheduler": "fifo",
+            "candidates": [{"estimator": estimator, "params": params}],
+        },
+        "promotion": {"min_improvement": min_improvement},
+        "serving": {
+            "mode": mode,
+            "max_batch_size": 16,
+            "batch_wait_timeout_s": 0.01,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        },
+    }
+
+
+def write_loans_fleet(root: Path, models: dict[str, Model], rows: int, seed: int) -> Path:
+    """The specs folder of ``models`` under ``root``, with the data they train on."""
+    specs = root / "specs"
+    specs.mkdir()
+    loans_frame(rows, seed=seed).to_csv(specs / "loans.csv", index=False)
+    (specs / "contract.yaml").write_text(LOANS_CONTRACT)
+    for name, (estimator, params, mode) in models.items():
+        (specs / name).mkdir()
+        (specs / name / "model.yaml").write_text(
+            yaml.safe_dump(loans_spec(name, estimator, params, mode))
+        )
+    return specs
+
+
+def train_fleet(settings: Settings, specs: Path, names: Iterable[str]) -> None:
+    """Train each named spec of ``specs`` once, against the settings' registry."""
+    from mlfleet.training.run import train
+
+    registry.configure(settings)
+    for name in names:
+        train(load_spec(specs / name / "model.yaml"), settings)
+
+
+@contextmanager
+def serving(settings: Settings, specs: Path) -> Iterator[str]:
+    """The fleet of ``specs`` on Serve (one gateway and one pool replica); yields its URL."""
+    from ray import serve
+
+    from mlfleet.serving.app import FleetArgs, build_fleet
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(
+        build_fleet(
+            FleetArgs(specs_dir=str(specs), gateway_max_replicas=1, pool_max_replicas=1),
+            settings,
+        ),
+        name="fleet",
+        route_prefix="/",
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
