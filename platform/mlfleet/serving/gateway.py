@@ -17,7 +17,7 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -445,11 +445,14 @@ class Gateway:
         authorize(request, self.settings.api_keys, "predict")
         return {"models": await self._ask_monitor("fleet")}
 
-    async def monitoring_model(self, name: str, request: Request) -> dict[str, Any]:
+    async def monitoring_model(
+        self, name: str, request: Request, version: str | None = None
+    ) -> dict[str, Any]:
         """One model's per-feature statistics and histograms (the monitor's ``model()``)."""
         authorize(request, self.settings.api_keys, "predict")
         await self._known(name)
-        body: dict[str, Any] = await self._ask_monitor("model", name)
+        args = (name,) if version is None else (name, check_version(version))
+        body: dict[str, Any] = await self._ask_monitor("model", *args)
         return body
 
     async def __del__(self) -> None:
@@ -612,7 +615,15 @@ async def monitoring(request: Request) -> dict[str, Any]:
 
 
 @app.get("/v1/monitoring/{name}", tags=["monitoring"], responses=MONITOR_ERRORS)
-async def monitoring_model(name: str, request: Request) -> dict[str, Any]:
+async def monitoring_model(
+    name: str,
+    request: Request,
+    version: str | None = Query(
+        default=None,
+        description="A version with rows in the window (default: the one the "
+        "model's status is about).",
+    ),
+) -> dict[str, Any]:
     """One model: per feature the drift statistics and verdict, with the reference and
     current histograms."""
-    return await _gateway().monitoring_model(name, request)
+    return await _gateway().monitoring_model(name, request, version)
