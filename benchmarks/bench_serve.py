@@ -13,6 +13,14 @@ HAProxy. During every wrk run the serving side's whole process tree (uvicorn; th
 and everything it started: GCS, raylet, proxy, HAProxy, replicas) is measured with
 ``harness.TreeMonitor``: CPU seconds (and per request) and peak memory.
 
+What drift monitoring costs (``monitoring`` in the results): the same fleet redeployed
+with every prediction site recording (MLFLEET_MONITORING_ENABLED=1, the default, flushing
+to the monitor actor that `serve up` starts) and with recording off (=0), in A/B rounds
+(on off | off on | ..., one redeploy per switch, each followed by a warm-up): throughput at
+32 connections and p50 at one connection for the dedicated and the pool model, each
+round's own ratio and difference, then medians. Targets: under 5% throughput lost at 32
+connections, under 0.1 ms p50 added at one.
+
     python benchmarks/bench_serve.py [--seconds 15] [--rounds 3] [--quick] [--out FILE]
 
 Needs wrk (`apt-get install wrk`). Only 127.0.0.1 is ever contacted.
@@ -140,6 +148,43 @@ def wrk(
         "requests": int(total.group(1)) if total else 0,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
     }
+
+
+def measured(
+    monitor: harness.TreeMonitor,
+    url: str,
+    conns: int,
+    seconds: int,
+    body: dict[str, Any],
+    key: str | None,
+) -> dict[str, Any]:
+    """One wrk run, with what the server's process tree used meanwhile."""
+    monitor.begin()
+    r: dict[str, Any] = dict(wrk(url, conns, seconds, body, key))
+    usage = monitor.end()
+    r["server_cpu_s"] = round(usage.cpu_s, 3)
+    r["server_cpu_ms_per_request"] = round(1000 * usage.cpu_s / max(r["requests"], 1), 3)
+    r["server_peak_mb"] = round(usage.peak_mb, 1)
+    r["server_processes"] = usage.processes
+    r["foreign_cpu_s"] = round(usage.foreign_cpu_s, 2)
+    return r
+
+
+def deploy(
+    env: dict[str, str], mlfleet: list[str], specs: Path, port: int, *, monitoring: bool
+) -> float:
+    """`mlfleet serve up` (a redeploy when the fleet runs) with recording on or off; seconds."""
+    started = time.perf_counter()
+    up = subprocess.run(
+        [*mlfleet, "serve", "up", "--specs", str(specs), "--port", str(port)],
+        env={**env, "MLFLEET_MONITORING_ENABLED": "1" if monitoring else "0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if up.returncode != 0:
+        sys.exit(f"serve up failed: {up.stderr[-2000:]}")
+    return round(time.perf_counter() - started, 1)
 
 
 def serve_status(env: dict[str, str], mlfleet: list[str]) -> dict[str, Any]:
@@ -272,17 +317,7 @@ def main() -> None:
         "runs": [],
     }
     try:
-        started = time.perf_counter()
-        up = subprocess.run(
-            [*mlfleet, "serve", "up", "--specs", str(specs), "--port", str(port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if up.returncode != 0:
-            sys.exit(f"serve up failed: {up.stderr[-2000:]}")
-        results["serve_up_seconds"] = round(time.perf_counter() - started, 1)
+        results["serve_up_seconds"] = deploy(env, mlfleet, specs, port, monitoring=True)
         wait_http(f"http://127.0.0.1:{plain_port}/docs")
         head = head_pid(root / "home")
         # What each target runs on, measured during its runs (the mlfleet targets share a head).
@@ -308,16 +343,8 @@ def main() -> None:
         with plain_tree, head_tree:
             for rnd, (conns, name) in harness.rounds(runs, args.rounds):
                 url, key = targets[name]
-                monitors[name].begin()
                 r: dict[str, Any] = {"target": name, "conns": conns, "round": rnd}
-                r.update(wrk(url, conns, args.seconds, body, key))
-                usage = monitors[name].end()
-                per_request = 1000 * usage.cpu_s / max(r["requests"], 1)
-                r["server_cpu_s"] = round(usage.cpu_s, 3)
-                r["server_cpu_ms_per_request"] = round(per_request, 3)
-                r["server_peak_mb"] = round(usage.peak_mb, 1)
-                r["server_processes"] = usage.processes
-                r["foreign_cpu_s"] = round(usage.foreign_cpu_s, 2)
+                r.update(measured(monitors[name], url, conns, args.seconds, body, key))
                 results["runs"].append(r)
                 print(
                     f"round {rnd} {name:9s} c={conns:2d}: {r['rps']:8.1f} req/s  "
@@ -337,6 +364,10 @@ def main() -> None:
         results["ingress"] = status.get("ingress")
         results["replicas_at_end"] = replica_counts(env, mlfleet)
         results["promotion"] = promotion_latency(specs, env, mlfleet, port)
+        gateway = {name: targets[name] for name in ("dedicated", "pool")}
+        results["monitoring"] = monitoring_cost(
+            env, mlfleet, specs, port, gateway, body, args.rounds, args.seconds, warm_seconds
+        )
     finally:
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
         os.killpg(plain.pid, signal.SIGTERM)
@@ -394,6 +425,116 @@ def promotion_latency(
         "promote_call_ms": round(1000 * (promoted - t0), 1),
         "promotion_to_first_v2_response_ms": round(1000 * (first - t0), 1),
     }
+
+
+def monitoring_cost(
+    env: dict[str, str],
+    mlfleet: list[str],
+    specs: Path,
+    port: int,
+    targets: dict[str, tuple[str, str | None]],
+    body: dict[str, Any],
+    rounds: int,
+    seconds: int,
+    warm_seconds: int,
+) -> dict[str, Any]:
+    """Throughput at 32 connections and p50 at one with recording on and off (see the module).
+
+    The fleet runs with recording on when this starts; each switch is a redeploy, followed
+    by a warm-up that lets autoscaling settle. Rounds alternate the order (on off, off on,
+    ...), so a switch happens once per round and neither side always runs first.
+    """
+    runs: list[dict[str, Any]] = []
+    deploys: list[dict[str, Any]] = []
+    deployed = "on"
+    tree = harness.TreeMonitor(head_pid(Path(env["MLFLEET_HOME"])), interval=0.2)
+    with tree:
+        for rnd in range(1, rounds + 1):
+            for mode in ("on", "off") if rnd % 2 else ("off", "on"):
+                if mode != deployed:
+                    took = deploy(env, mlfleet, specs, port, monitoring=mode == "on")
+                    deploys.append({"round": rnd, "monitoring": mode, "seconds": took})
+                    deployed = mode
+                    for url, key in targets.values():
+                        wrk(url, 8, 2, body, key)  # models load on first use
+                        wrk(url, 32, warm_seconds, body, key)
+                for conns in (1, 32):
+                    for name, (url, key) in targets.items():
+                        r: dict[str, Any] = {
+                            "target": name,
+                            "conns": conns,
+                            "round": rnd,
+                            "monitoring": mode,
+                        }
+                        r.update(measured(tree, url, conns, seconds, body, key))
+                        runs.append(r)
+                        print(
+                            f"round {rnd} monitoring {mode:3s} {name:9s} c={conns:2d}: "
+                            f"{r['rps']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                            f"server cpu {r['server_cpu_ms_per_request']:.3f} ms/req",
+                            flush=True,
+                        )
+        fleet = monitor_view(port)
+    return {"runs": runs, "deploys": deploys, "fleet": fleet, **monitoring_summary(runs, targets)}
+
+
+def monitor_view(port: int) -> dict[str, Any]:
+    """What the monitor saw of the benchmark's traffic (GET /v1/monitoring)."""
+    r = httpx.get(
+        f"http://127.0.0.1:{port}/v1/monitoring",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
+    if r.status_code != 200:
+        return {"status_code": r.status_code}
+    return {
+        "status_code": 200,
+        "models": {
+            m.get("model"): {"status": m.get("status"), "rows": m.get("rows")}
+            for m in r.json()["models"]
+        },
+    }
+
+
+def monitoring_summary(runs: list[dict[str, Any]], targets: dict[str, Any]) -> dict[str, Any]:
+    """Per target: each round's throughput loss at c=32 and p50 added at c=1, then medians."""
+    summary: dict[str, Any] = {}
+    for name in targets:
+        mine = [r for r in runs if r["target"] == name]
+        row: dict[str, Any] = {}
+        for conns in (1, 32):
+            own = [r for r in mine if r["conns"] == conns]
+            for mode in ("on", "off"):
+                side = [r for r in own if r["monitoring"] == mode]
+                row[f"c{conns}_{mode}"] = {
+                    key: harness.median(r[key] for r in side)
+                    for key in ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
+                }
+        c32 = [r for r in mine if r["conns"] == 32]
+        c1 = [r for r in mine if r["conns"] == 1]
+        rps = harness.per_round(c32, "rps", "on", "off", who="monitoring")
+        p50 = harness.per_round(c1, "p50_ms", "on", "off", who="monitoring")
+        cpu = harness.per_round(c32, "server_cpu_ms_per_request", "on", "off", who="monitoring")
+        row["c32_throughput_loss_pct"] = (
+            round(100 * harness.median(1 - a / b for a, b in rps if b), 2) if rps else None
+        )
+        row["c1_added_p50_ms"] = round(harness.median(a - b for a, b in p50), 3) if p50 else None
+        row["c32_added_server_cpu_ms_per_request"] = (
+            round(harness.median(a - b for a, b in cpu), 3) if cpu else None
+        )
+        summary[name] = row
+    losses = [row["c32_throughput_loss_pct"] for row in summary.values()]
+    added = [row["c1_added_p50_ms"] for row in summary.values()]
+    targets_met = {
+        "throughput_loss_c32_lt_5pct": all(v is not None and v < 5.0 for v in losses),
+        "added_p50_c1_lt_0.1ms": all(v is not None and v < 0.1 for v in added),
+    }
+    return {"summary": summary, "targets": targets_met}
+
+
+def signed(value: float | None) -> str:
+    """A difference with its sign (n/a without one)."""
+    return "n/a" if value is None else f"{value:+.3f}"
 
 
 def summarise(results: dict[str, Any], out_path: Path) -> None:
@@ -455,6 +596,19 @@ def summarise(results: dict[str, Any], out_path: Path) -> None:
     )
     print(f"promotion: {results.get('promotion')}")
     print(f"targets: {results['targets']}")
+    monitoring = results.get("monitoring")
+    if monitoring:
+        print("monitoring on vs off (per-round medians):")
+        for name, row in monitoring["summary"].items():
+            print(
+                f"  {name}: c32 {row['c32_on']['rps']:.0f} vs {row['c32_off']['rps']:.0f} req/s "
+                f"(loss {signed(row['c32_throughput_loss_pct'])}%, server cpu "
+                f"{signed(row['c32_added_server_cpu_ms_per_request'])} ms/req) | c1 p50 "
+                f"{row['c1_on']['p50_ms']:.2f} vs {row['c1_off']['p50_ms']:.2f} ms "
+                f"({signed(row['c1_added_p50_ms'])} ms)"
+            )
+        print(f"  what the monitor saw: {monitoring['fleet']}")
+        print(f"  targets: {monitoring['targets']}")
     print(f"results: {out_path}")
 
 
