@@ -186,7 +186,11 @@ def test_monitoring_routes_need_a_predict_key_and_a_known_model(gateway: str) ->
         r = anonymous.get("/v1/monitoring", headers=admin_only)
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
         predict_key = {"Authorization": f"Bearer {KEY}"}
-        for url in ("/v1/monitoring/no-such-model", "/v1/monitoring/Bad..Name"):
+        for url in (
+            "/v1/monitoring/no-such-model",
+            "/v1/monitoring/Bad..Name",
+            "/v1/monitoring/mon-steady?version=latest",
+        ):
             assert anonymous.get(url, headers=predict_key).status_code == 404
         r = anonymous.post("/v1/models/no-such-model/feedback", json=good, headers=predict_key)
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
