@@ -16,7 +16,7 @@ and everything it started: GCS, raylet, proxy, HAProxy, replicas) is measured wi
 What drift monitoring costs (``monitoring`` in the results): the same fleet redeployed
 with every prediction site recording (MLFLEET_MONITORING_ENABLED=1, the default, flushing
 to the monitor actor that `serve up` starts) and with recording off (=0), in A/B rounds
-(on off | off on | ..., one redeploy per switch, each followed by a warm-up): throughput at
+(on off | off on | ..., each side freshly redeployed and warmed up alike): throughput at
 32 connections and p50 at one connection for the dedicated and the pool model, each
 round's own ratio and difference, then medians. Targets: under 5% throughput lost at 32
 connections, under 0.1 ms p50 added at one.
@@ -440,24 +440,23 @@ def monitoring_cost(
 ) -> dict[str, Any]:
     """Throughput at 32 connections and p50 at one with recording on and off (see the module).
 
-    The fleet runs with recording on when this starts; each switch is a redeploy, followed
-    by a warm-up that lets autoscaling settle. Rounds alternate the order (on off, off on,
-    ...), so a switch happens once per round and neither side always runs first.
+    Each side of each round is a redeploy followed by the same warm-up (models load,
+    autoscaling settles); rounds alternate the order (on off, off on, ...), so neither side
+    always runs first.
     """
     runs: list[dict[str, Any]] = []
     deploys: list[dict[str, Any]] = []
-    deployed = "on"
     tree = harness.TreeMonitor(head_pid(Path(env["MLFLEET_HOME"])), interval=0.2)
     with tree:
         for rnd in range(1, rounds + 1):
             for mode in ("on", "off") if rnd % 2 else ("off", "on"):
-                if mode != deployed:
-                    took = deploy(env, mlfleet, specs, port, monitoring=mode == "on")
-                    deploys.append({"round": rnd, "monitoring": mode, "seconds": took})
-                    deployed = mode
-                    for url, key in targets.values():
-                        wrk(url, 8, 2, body, key)  # models load on first use
-                        wrk(url, 32, warm_seconds, body, key)
+                # Both sides on replicas deployed and warmed alike (new replicas are slower
+                # for a while: imports, model loads, autoscaling).
+                took = deploy(env, mlfleet, specs, port, monitoring=mode == "on")
+                deploys.append({"round": rnd, "monitoring": mode, "seconds": took})
+                for url, key in targets.values():
+                    wrk(url, 8, 2, body, key)  # models load on first use
+                    wrk(url, 32, warm_seconds, body, key)
                 for conns in (1, 32):
                     for name, (url, key) in targets.items():
                         r: dict[str, Any] = {
