@@ -433,3 +433,14 @@ def test_a_caller_that_stops_waiting_does_not_lose_what_the_flush_took() -> None
 
     asyncio.run(go())
     assert sum(p.counts.rows for f in monitor.stored.values() for p in f.parts) == 1
+
+
+def test_a_prediction_that_cannot_be_binned_is_counted_as_failed_not_lost_silently() -> None:
+    monitor = Monitor()
+    sender, _ = make(monitor)
+    sender.record("penguins", "1", frame([2500.0], ["dream"]), {"answers": ["adelie"]})
+    sender.record("penguins", "2", frame([2500.0], ["dream"]), result(["adelie"], [0.9]))
+    asyncio.run(sender.flush())
+    (flush,) = monitor.sent
+    assert [(p.version, p.counts.rows) for p in flush.parts] == [("2", 1)]
+    assert sender.stats()["failed_rows"] == 1

@@ -165,6 +165,7 @@ class _Binned:
     records: list[PredictionRecord]
     retry: list[_Entry]  # entries whose reference could not be loaded yet
     unmonitored_rows: int  # rows of versions without a reference (registered before it)
+    failed_rows: int = 0  # rows whose binning failed (a bug, logged): not sent
 
 
 def _counted_rows(flush: Flush) -> int:
@@ -229,6 +230,7 @@ class SketchSender:
         self._dropped_records = 0
         self._dropped_reported = 0
         self._unmonitored_rows = 0
+        self._failed_rows = 0
         self._counted_rows = 0
         self._logged_rows = 0
         self._failures = 0
@@ -343,6 +345,7 @@ class SketchSender:
                 self._unsent[key] = part.counts
         self._unsent_records.extend(binned.records)
         self._unmonitored_rows += binned.unmonitored_rows
+        self._failed_rows += binned.failed_rows
         self._counted_rows += sum(p.counts.rows for p in binned.parts)
         self._logged_rows += sum(len(r.predictions) for r in binned.records)
         if binned.retry:  # they are older than whatever was recorded meanwhile
@@ -379,7 +382,11 @@ class SketchSender:
                 failed.add((model, version))
                 out.retry.extend(group)
                 continue
-            self._bin_group(model, version, minute, group, binner, out)
+            try:
+                self._bin_group(model, version, minute, group, binner, out)
+            except Exception:
+                log.exception("could not bin %d predictions of %s/%s", len(group), model, version)
+                out.failed_rows += sum(e.rows for e in group)
         return out
 
     def _bin_group(
@@ -592,6 +599,7 @@ class SketchSender:
             "dropped_rows": self._dropped_rows,
             "dropped_logged_rows": self._dropped_records,
             "unmonitored_rows": self._unmonitored_rows,
+            "failed_rows": self._failed_rows,
             "send_failures": self._failures,
             "last_error": self._last_error,
         }
