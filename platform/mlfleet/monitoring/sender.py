@@ -117,13 +117,11 @@ class MonitorLink:
 
 def find_monitor_actor() -> Any | None:
     """The monitor's handle, or None when it does not run (blocking: a GCS lookup)."""
-    # TODO(monitor-core): use mlfleet.monitoring.actor.find_monitor once it is on main.
-    import ray
+    # Imported here: the actor module brings the store (SQLAlchemy), which a replica only
+    # needs once it has something to send.
+    from mlfleet.monitoring.actor import find_monitor
 
-    try:
-        return ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
-    except ValueError:
-        return None
+    return find_monitor()
 
 
 def _unreachable(exc: BaseException) -> bool:

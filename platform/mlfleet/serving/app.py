@@ -80,7 +80,7 @@ def build_fleet(args: FleetArgs, settings: Settings) -> serve.Application:
     ingress = _autoscaled(
         GATEWAY, GATEWAY_CPUS, args.gateway_min_replicas, args.gateway_max_replicas
     )(serve.ingress(app)(Gateway))
-    return ingress.bind(pool, dedicated, settings_json)
+    return ingress.bind(pool, dedicated, settings_json, str(Path(args.specs_dir).resolve()))
 
 
 __all__ = ["FleetArgs", "build_fleet"]

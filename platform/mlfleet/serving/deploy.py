@@ -151,7 +151,8 @@ def up(
 ) -> Fleet:
     """Deploy (or update) the fleet of the specs in ``specs``; return once the gateway answers.
 
-    Joins the fleet's cluster, starting a local head when none runs (:func:`connect_fleet`).
+    Joins the fleet's cluster, starting a local head when none runs (:func:`connect_fleet`),
+    and starts the drift monitor (one detached actor) unless it runs already.
 
     Args:
         settings: Keys, host, port and where the cluster is.
@@ -163,9 +164,13 @@ def up(
         ServeError: the head fronts Serve with HAProxy and no API keys are set, or the
             gateway did not answer within ``READY_TIMEOUT_S``.
         ClusterError: the head did not start, or the cluster cannot be reached.
+        SpecError: a spec's monitoring block is invalid.
+        MonitorError: the monitor did not start.
     """
     from ray import serve
 
+    from mlfleet.monitoring.actor import ensure_monitor, find_monitor
+    from mlfleet.monitoring.protocol import MONITOR_NAME
     from mlfleet.serving.app import FleetArgs, build_fleet
 
     connect_fleet(settings, start=True, notify=notify)
@@ -177,6 +182,10 @@ def up(
         )
     host = gateway_host(settings, notify)
     port = port or settings.serve_port
+    # Before the replicas, which start recording at once (and would start it themselves).
+    if find_monitor() is None:
+        notify(f"starting the drift monitor (detached actor {MONITOR_NAME!r})")
+    ensure_monitor(settings, specs_dir=specs)
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
     application = build_fleet(FleetArgs(specs_dir=str(specs)), settings)
     serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)

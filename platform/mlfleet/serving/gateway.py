@@ -14,7 +14,9 @@ monitor actor.
 import asyncio
 import json
 import logging
+import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, Response
@@ -142,7 +144,13 @@ async def _read_json(request: Request, limit: int) -> Any:
 class Gateway:
     """State and routes of the ingress deployment (wrapped by ``serve.ingress`` in app.py)."""
 
-    def __init__(self, pool: Any, dedicated: dict[str, Any], settings_json: str) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        dedicated: dict[str, Any],
+        settings_json: str,
+        specs_dir: str | None = None,
+    ) -> None:
         self.settings = Settings.model_validate_json(settings_json)
         registry.configure(self.settings)
         self.pool = pool
@@ -162,6 +170,11 @@ class Gateway:
         self.ongoing = 0  # predict requests this replica is handling right now
         self.sketches = SketchSender(sender_id("gateway"), self.settings)
         self.monitor = MonitorLink()
+        # However the app was deployed (`serve up`, `serve run`, `serve deploy`), its
+        # monitor runs: started here if absent, off this replica's start-up path.
+        threading.Thread(
+            target=_ensure_monitor, args=(self.settings, specs_dir), daemon=True
+        ).start()
         self._refresher: asyncio.Task[None] | None = None
         # One gateway per replica process: the routes below find it here. (Serve's
         # class-based routes lose their rewritten signatures when the class is pickled by
@@ -488,6 +501,19 @@ class Gateway:
                     "error": type(exc).__name__,
                 }
         return ok, status
+
+
+def _ensure_monitor(settings: Settings, specs_dir: str | None) -> None:
+    """Start the fleet's monitor unless it runs (a gateway replica's start-up, in a thread)."""
+    from mlfleet.monitoring.actor import ensure_monitor
+
+    if specs_dir is not None and not Path(specs_dir).is_dir():
+        log.warning("specs folder %s is not on this node: monitoring uses defaults", specs_dir)
+        specs_dir = None
+    try:
+        ensure_monitor(settings, specs_dir=specs_dir)
+    except Exception:  # serving goes on; the monitoring routes answer 503 meanwhile
+        log.warning("could not start the drift monitor", exc_info=True)
 
 
 def _deployment_of(name: str, dedicated: dict[str, Any]) -> str:
