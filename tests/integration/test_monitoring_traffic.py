@@ -235,16 +235,15 @@ def test_every_prediction_site_counts_what_it_predicted_and_the_gateway_logs_all
         return int(sender_stats(deployment)[key] - before[deployment][key])
 
     # Each row counted exactly once, where it was predicted; every row logged by the gateway.
+    def counted() -> dict[str, int]:
+        return {d: grown(d, "counted_rows") for d in sites}
+
     wait_for(
-        lambda: (
-            grown(GATEWAY, "counted_rows")
-            + grown(POOL, "counted_rows")
-            + grown("Dedicated-mon-dedicated", "counted_rows")
-            == 2 * len(rows)
-        ),
+        lambda: sum(counted().values()) == 2 * len(rows),
         timeout=30,
-        what="every predicted row to be counted",
+        what=f"every predicted row to be counted ({2 * len(rows)} rows)",
     )
+    assert sum(counted().values()) == 2 * len(rows), counted()
     wait_for(
         lambda: grown(GATEWAY, "logged_rows") == 2 * len(rows), timeout=30, what="every row logged"
     )

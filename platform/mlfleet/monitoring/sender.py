@@ -215,6 +215,7 @@ class SketchSender:
         # Recorded, not yet binned (request path appends; the flusher takes it all).
         self._buffer: list[_Entry] = []
         self._buffered_rows = 0
+        self._binning_rows = 0  # taken by the flush that is binning them right now
         # Binned, not yet in a flush: merged per (model, version, minute).
         self._unsent: dict[PartKey, Counts] = {}
         self._unsent_records: list[PredictionRecord] = []
@@ -334,7 +335,11 @@ class SketchSender:
         entries, self._buffer, self._buffered_rows = self._buffer, [], 0
         if not entries:
             return
-        binned = await asyncio.to_thread(self._bin, entries)
+        self._binning_rows = sum(e.rows for e in entries)
+        try:
+            binned = await asyncio.to_thread(self._bin, entries)
+        finally:
+            self._binning_rows = 0
         for part in binned.parts:
             key = (part.model, part.version, part.minute)
             if key in self._unsent:
@@ -591,7 +596,7 @@ class SketchSender:
             "inflight_seq": None if self._inflight is None else self._inflight.seq,
             "counted_rows": self._counted_rows,
             "logged_rows": self._logged_rows,
-            "buffered_rows": self._buffered_rows,
+            "buffered_rows": self._buffered_rows + self._binning_rows,  # recorded, not binned
             "pending_rows": counted,
             "pending_logged_rows": logged,
             "dropped_rows": self._dropped_rows,
