@@ -17,7 +17,7 @@ import logging
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -139,6 +139,21 @@ async def _read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _parsed(model: type[Body], payload: Any, field: str) -> Body:
+    """``payload`` as ``model``; 422 naming the first problem (``field``: what it must hold)."""
+    if not isinstance(payload, dict):
+        raise RequestInvalid(f"the body must be a JSON object with '{field}'")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RequestInvalid(f"{where}: {first['msg']}") from None
 
 
 class Gateway:
@@ -272,14 +287,7 @@ class Gateway:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         check_name(name)
         payload = await _read_json(request, self.settings.max_request_bytes)
-        if not isinstance(payload, dict):
-            raise RequestInvalid("the body must be a JSON object with 'instances'")
-        try:
-            rows = PredictRequest.model_validate(payload).rows()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise RequestInvalid(f"{where}: {first['msg']}") from None
+        rows = _parsed(PredictRequest, payload, "instances").rows()
         pinned = request.headers.get("x-model-version")
         version = check_version(pinned) if pinned else await self.champion(name)
         await self.card(name, version)
@@ -430,14 +438,7 @@ class Gateway:
         authorize(request, self.settings.api_keys, "predict")
         check_name(name)
         payload = await _read_json(request, self.settings.max_request_bytes)
-        if not isinstance(payload, dict):
-            raise RequestInvalid("the body must be a JSON object with 'labels'")
-        try:
-            body = FeedbackRequest.model_validate(payload)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise RequestInvalid(f"{where}: {first['msg']}") from None
+        body = _parsed(FeedbackRequest, payload, "labels")
         await self._known(name)
         labels = [Label(request_id=x.request_id, label=x.label, row=x.row) for x in body.labels]
         # What this replica logged must reach the monitor before the labels that join it.
