@@ -5,6 +5,7 @@ Nothing here runs at import time; call :func:`get_settings` where settings are n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -239,6 +240,15 @@ class Settings(BaseSettings):
     def datasets_dir(self) -> Path:
         """Folder holding every dataset version, ``<home>/datasets``."""
         return self.home / "datasets"
+
+    def trusted_json(self) -> str:
+        """These settings as JSON with their secrets in clear, for handing to mlfleet's own
+        processes (the monitor actor signs webhooks with the secret). ``model_dump_json``
+        masks secrets, which would leave such a process with ``**********``. Never log it.
+        """
+        data = self.model_dump(mode="json")
+        data["alert_webhook_secret"] = self.alert_webhook_secret.get_secret_value()
+        return json.dumps(data)
 
     @property
     def tracking_uri(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlfleet.monitoring.protocol import MONITOR_NAME, NAMESPACE
@@ -296,7 +297,10 @@ def test_labels_join_predictions_whichever_path_answered_them(
     monitor: None, client: httpx.Client, gateway: str
 ) -> None:
     frame = loans_frame(200, seed=21)
-    rows, truth = rows_of(frame), frame["defaulted"].tolist()
+    truth = frame["defaulted"].tolist()
+    # The rows carry their key too (a contract column that is not a feature): the gateway
+    # checks it and keeps it beside the features, so labelled rows are whole training rows.
+    rows = [{**row, "loan_id": 10_000 + i} for i, row in enumerate(rows_of(frame))]
     per = 5
     # One request at a time, until the idle gateway answers one itself (it loads its copy
     # of the model in the background); then the rest at once, which it forwards.
@@ -317,7 +321,7 @@ def test_labels_join_predictions_whichever_path_answered_them(
     assert len(labels) == len(rows)
     labels.append({"request_id": "never-answered", "label": "yes"})
 
-    matched, unknown = 0, []
+    matched, unknown, written = 0, [], []
     for start in range(0, len(labels), 50):  # within the gateway's request size limit
         r = client.post(
             "/v1/models/mon-dedicated/feedback", json={"labels": labels[start : start + 50]}
@@ -327,7 +331,12 @@ def test_labels_join_predictions_whichever_path_answered_them(
         assert set(body) == {"matched", "unknown", "written"}
         matched += body["matched"]
         unknown += body["unknown"]
+        written.append(body["written"])
     assert matched == len(rows) and unknown == ["never-answered"]
+    labelled = pd.concat([pd.read_parquet(path) for path in written if path])
+    assert sorted(labelled["loan_id"]) == [10_000 + i for i in range(len(rows))]
+    by_id = dict(zip(labelled["loan_id"], labelled["defaulted"], strict=True))
+    assert [by_id[10_000 + i] for i in range(len(rows))] == truth
 
     accuracy = wait_for(
         lambda: realised_accuracy(status_of(client, "mon-dedicated")),

@@ -271,3 +271,21 @@ def test_gateway_frame_uses_the_model_types() -> None:
     assert frame["age"].tolist() == [7.0, 8.0] and frame["flag"].tolist() == [0.0, 1.0]
     assert math.isnan(frame["id"][1]) and frame["code"].tolist() == ["2", None]
     assert frame["species"].tolist() == ["gentoo", "adelie"]
+
+
+def test_other_contract_columns_are_checked_and_kept_beside_the_features() -> None:
+    validator = RowValidator(CONTRACT, ["age", "species"])
+    frame, logged = validator.read(
+        [
+            {"age": 7, "species": "gentoo", "id": "12", "when": "2024-01-31 10:20:30"},
+            {"age": 8, "species": "adelie"},
+        ]
+    )
+    assert list(frame.columns) == ["age", "species"]
+    assert logged["id"].tolist() == [12, None]
+    assert logged["when"].tolist() == [datetime(2024, 1, 31, 10, 20, 30), None]
+    with pytest.raises(RequestInvalid, match="row 0, field 'when': expected a date"):
+        validator.read([{"age": 7, "species": "gentoo", "when": "2024-02-30"}])
+    targeted = parse_contract({**CONTRACT.model_dump(exclude_none=True), "target": "flag"})
+    with pytest.raises(RequestInvalid, match="unknown field 'flag'"):
+        RowValidator(targeted, ["age"]).read([{"age": 7, "flag": True}])

@@ -488,7 +488,7 @@ def ensure_monitor(
             max_task_retries=MAX_TASK_RETRIES,
             num_cpus=settings.monitor_num_cpus,
         )
-        .remote(settings.model_dump_json(), specs_json, folder, reference_loader)
+        .remote(settings.trusted_json(), specs_json, folder, reference_loader)
     )
     try:
         call(handle.health.remote(), timeout=timeout)

@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -165,6 +166,8 @@ def registry_target(name: str, version: str) -> LabelTarget:
 def _plain(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):
         return value.item()  # numpy scalars
+    if isinstance(value, datetime):
+        return value.isoformat()  # read back by _write for the contract's datetime columns
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
@@ -457,6 +460,8 @@ class PredictionLog:
                 values = [value for _, value in kept]
             else:
                 values = [row.features.get(col.name) for row, _ in kept]
+            if col.type == "datetime":
+                values = [datetime.fromisoformat(v) if isinstance(v, str) else v for v in values]
             raw = semantics.json_column([_nan_to_none(v) for v in values])
             arrays.append(semantics.parse_column(raw, col, contract.null_tokens, len(kept)).values)
         schema = pa.schema(

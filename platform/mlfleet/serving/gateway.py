@@ -291,7 +291,7 @@ class Gateway:
         pinned = request.headers.get("x-model-version")
         version = check_version(pinned) if pinned else await self.champion(name)
         await self.card(name, version)
-        frame = self.validators[(name, version)].frame(rows)
+        frame, logged = self.validators[(name, version)].read(rows)
         local = self.inline.get(name, version)
         if local is not None:
             # Let requests already waiting on the socket reach the handler first, so that
@@ -313,7 +313,7 @@ class Gateway:
         self.sketches.record(
             name,
             version,
-            frame,
+            logged,
             result,
             request_id=request_id,
             log=True,

@@ -126,23 +126,34 @@ def _messages(col: ColumnSpec) -> dict[str, str]:
 
 
 class RowValidator:
-    """Checks request rows against the contract columns a model uses as features.
+    """Checks request rows against the contract: the model's features, and any other
+    contract column a row carries (an id, a timestamp) — never the target.
 
     Values are read by the contract's one reading (:class:`semantics.RowChecker`, the
     batch kernels' per-row twin), so a request is valid exactly when the same row in a
-    training file would be.
+    training file would be. Only the features reach the model; the other columns are kept
+    beside them for the prediction log, so that labelled rows make complete training rows.
     """
 
     def __init__(self, contract: Contract, features: list[str], *, allow_extra: bool = False):
         self.contract = contract
         self.features = list(features)
         self.allow_extra = allow_extra
-        self._checker = semantics.RowChecker(contract, self.features)
+        self.others = [
+            c.name for c in contract.columns if c.name not in features and c.name != contract.target
+        ]
+        self._checker = semantics.RowChecker(contract, self.features + self.others)
+        self._columns = {c.name: c for c in self._checker.columns}
         self._messages = {c.name: _messages(c) for c in self._checker.columns}
-        self._known = set(features)
+        self._known = set(self.features) | set(self.others)
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
-        """The model's input frame for ``rows``.
+        """The model's input frame for ``rows`` (see :meth:`read`)."""
+        return self.read(rows)[0]
+
+    def read(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The model's input frame for ``rows``, and the same rows with every contract
+        column they carry (the features first).
 
         Raises:
             RequestInvalid: naming the row and field of the first problems found.
@@ -150,6 +161,10 @@ class RowValidator:
         if not isinstance(rows, list) or not rows:
             raise RequestInvalid("the request holds no rows")
         columns: dict[str, list[Any]] = {name: [] for name in self.features}
+        given = [
+            name for name in self.others if any(name in r for r in rows if isinstance(r, dict))
+        ]
+        others: dict[str, list[Any]] = {name: [] for name in given}
         errors: list[str] = []
         check = self._checker.check
         for i, row in enumerate(rows):
@@ -160,15 +175,27 @@ class RowValidator:
                 extra = [k for k in row if k not in self._known]
                 if extra:
                     errors.append(f"row {i}: unknown field {str(extra[0])[:64]!r}")
-            for col in self._checker.columns:
-                value, codes = check(col, row.get(col.name))
+            for name in self.features:
+                value, codes = check(self._columns[name], row.get(name))
                 if codes:
-                    errors.append(
-                        f"row {i}, field {col.name!r}: {self._messages[col.name][codes[0]]}"
-                    )
-                columns[col.name].append(value)
+                    errors.append(f"row {i}, field {name!r}: {self._messages[name][codes[0]]}")
+                columns[name].append(value)
+            for name in given:
+                if name not in row:
+                    others[name].append(None)
+                    continue
+                value, codes = check(self._columns[name], row[name])
+                if codes:
+                    errors.append(f"row {i}, field {name!r}: {self._messages[name][codes[0]]}")
+                others[name].append(value)
             if len(errors) >= MAX_ERRORS:
                 break
         if errors:
             raise RequestInvalid("; ".join(errors[:MAX_ERRORS]))
-        return semantics.model_frame(columns, self.contract, self.features, rows=len(rows))
+        frame = semantics.model_frame(columns, self.contract, self.features, rows=len(rows))
+        if not others:
+            return frame, frame
+        logged = frame.copy()
+        for name, values in others.items():
+            logged[name] = pd.Series(values, dtype=object)
+        return frame, logged
