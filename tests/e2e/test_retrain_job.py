@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from mlfleet import registry
@@ -21,6 +20,7 @@ from mlfleet.monitoring.feedback import PredictionLog, feedback_source
 from mlfleet.monitoring.performance import ConfusionCounts
 from mlfleet.monitoring.protocol import Label, PredictionRecord
 from mlfleet.monitoring.retrain import RetrainJob, job_status, submit_retrain
+from mlfleet.monitoring.store import MonitorStore
 from mlfleet.settings import Settings, get_settings
 from tests.support import REPO
 from tests.support.messy import loans_frame
@@ -88,7 +88,7 @@ def entrypoint(head: RayHead, job_id: str) -> str:
     return str(JobSubmissionClient(head.dashboard_url).get_job_info(job_id).entrypoint)
 
 
-def write_noisy_feedback(settings: Settings) -> int:
+def write_noisy_feedback(store: MonitorStore, settings: Settings) -> int:
     """600 predicted rows labelled at random: data that can only make a model worse."""
     frame = loans_frame(600, seed=2)
     rows = [
@@ -97,9 +97,7 @@ def write_noisy_feedback(settings: Settings) -> int:
     ]
     for row in rows:
         row["region"] = str(row["region"]).lower()
-    log = PredictionLog.from_settings(
-        sa.create_engine(f"sqlite:///{settings.home / 'monitor.db'}"), settings
-    )
+    log = PredictionLog.from_settings(store.engine, settings)  # as the monitor keeps it
     at = time.time()
     log.record([PredictionRecord("req-1", MODEL, "1", at, rows, ["no"] * len(rows))])
     labels = np.random.default_rng(3).choice(["yes", "no"], len(rows))
@@ -115,6 +113,7 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
 ) -> None:
     home = tmp_path / "home"
     settings = get_settings(home=home)
+    store_url = f"sqlite:///{home / 'monitor.db'}"  # the monitor's store and prediction log
     spec = write_spec(tmp_path / "specs" / MODEL)
 
     # The first version, submitted from here with the dashboard's address: no feedback
@@ -127,18 +126,21 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
     assert (done.result["version"], done.result["promoted"]) == ("1", True)
 
     registry.configure(settings)
-    write_noisy_feedback(settings)
+    store = MonitorStore(store_url)
+    write_noisy_feedback(store, settings)
+    store.close()
     source = feedback_source(home, MODEL)
     assert source is not None
 
-    # A stand-in monitor actor on the head evaluates every minute under drift and calls the
-    # retrain hook at each sustained drift: one retrain after three drift evaluations,
-    # none while it runs, none within the cooldown once it finished.
+    # A small monitor actor on the head evaluates every minute under drift and calls the
+    # retrain hook at each sustained drift, which records in the store: one retrain after
+    # three drift evaluations, none while it runs, none within the cooldown once it finished.
     t0 = 1_790_000_000.0
     statuses = ["ok", "drift", "drift", "drift", "drift", "drift"]
     plan = {
         "gcs_address": head.gcs_address,
         "home": str(home),
+        "store_url": store_url,
         "model": MODEL,
         "specs_dir": str(spec.parent.parent),
         "policy": {"on_drift": True, "sustained_windows": 3, "cooldown_minutes": 60},
@@ -158,9 +160,11 @@ def test_retrain_once_per_cooldown_and_the_worse_model_stays_challenger(
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    *evaluations, final = lines
-    assert [e["submitted"] for e in evaluations] == [False] * 3 + [True] + [False] * 3
-    [row] = final["retrains"]  # once per cooldown
+    assert [e["submitted"] for e in lines] == [False] * 3 + [True] + [False] * 3
+    store = MonitorStore(store_url)  # what the monitor's store holds, read afresh
+    [row] = store.retrains(MODEL)  # once per cooldown
+    assert store.last_retrains() == {MODEL: row}
+    store.close()
     assert row["status"] == "succeeded"
     assert row["reason"] == f"{MODEL}: drift at the last 3 consecutive evaluations"
     assert row["at"] == t0 + 60 * 3

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,8 @@ from mlfleet.monitoring.alerts import (
     verify_request,
     verify_signature,
 )
+from mlfleet.monitoring.store import Alert as StoredAlert
+from mlfleet.monitoring.store import MonitorStore
 from mlfleet.settings import get_settings
 
 SECRET = "s3cret-for-tests"
@@ -221,38 +224,16 @@ def test_settings_keep_the_secret_secret() -> None:
     assert AlertSinks.from_settings(get_settings()).names == ["log"]
 
 
-@dataclass
-class StoredAlert:
-    """An alert as the monitor's store hands it to the hook (mlfleet.monitoring.store)."""
-
-    id: str
-    model: str
-    version: str | None
-    at: float
-    previous: str | None
-    status: str
-    reason: str
-    details: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class DeliveryLog:
-    """Records deliveries as the monitor's store does (``update_alert``)."""
-
-    deliveries: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
-
-    def update_alert(self, alert_id: str, sink: str, delivery: dict[str, object]) -> None:
-        self.deliveries.setdefault(alert_id, {})[sink] = delivery
-
-
 @pytest.mark.parametrize("receiver", [[502, 200]], indirect=True)
-def test_the_monitor_hook_delivers_and_records_each_sink(receiver: Receiver) -> None:
+def test_the_monitor_hook_delivers_and_records_each_sink(
+    receiver: Receiver, tmp_path: Path
+) -> None:
     settings = get_settings(
         alert_webhook_url=receiver.url,
         alert_webhook_secret=SECRET,
         alert_webhook_backoff_seconds=0.05,
     )
-    store = DeliveryLog()
+    store = MonitorStore(f"sqlite:///{tmp_path / 'monitor.db'}")
     hook = alert_hook(settings, store)
     stored = StoredAlert(
         id="a1b2",
@@ -264,15 +245,23 @@ def test_the_monitor_hook_delivers_and_records_each_sink(receiver: Receiver) -> 
         reason="3 of 6 features drifted",
         details={"drifted_features": ["island", "bill_length_mm"], "rows": 812},
     )
+    store.record_alert(stored)  # as the monitor's group commit does before calling the hook
     # The actor calls the hook on a thread of its own, outside any event loop.
     worker = threading.Thread(target=hook, args=(stored,))
     worker.start()
     worker.join(30)
+    assert not worker.is_alive()
 
-    recorded = store.deliveries["a1b2"]
+    [row] = store.alerts("penguin-species")
+    store.close()
+    assert (row["id"], row["status"], row["previous"]) == ("a1b2", "drift", None)
+    recorded = row["deliveries"]
+    assert sorted(recorded) == ["log", "webhook"]
     assert recorded["log"]["ok"] is True
-    assert recorded["webhook"]["ok"] is True and recorded["webhook"]["attempts"] == 2
+    webhook = recorded["webhook"]
+    assert webhook["ok"] is True and webhook["attempts"] == 2 and webhook["status_code"] == 200
     headers, body, _ = receiver.received[-1]
+    assert webhook["delivery_id"] == headers[DELIVERY_HEADER]
     assert verify_request(SECRET, body, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER])
     sent = Alert.from_json(json.loads(body)["alert"])
     assert sent == Alert(

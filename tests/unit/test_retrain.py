@@ -10,17 +10,22 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 from mlfleet.monitoring.retrain import (
     RetrainError,
+    RetrainHook,
     RetrainPolicy,
     job_env,
     retrain_entrypoint,
     train_result,
     train_script,
 )
+from mlfleet.monitoring.store import MonitorStore
 from mlfleet.settings import get_settings
+from mlfleet.spec import RetrainSpec
 from tests.support import REPO
+from tests.support.fleet import DUMMY, write_loans_fleet
 
 POLICY = RetrainPolicy(on_drift=True, sustained_windows=3, cooldown_minutes=60)
 NOW = 1_790_000_000.0
@@ -75,15 +80,11 @@ def test_off_and_running_jobs_never_retrain() -> None:
 
 
 def test_the_policy_reads_a_spec_block_and_checks_it() -> None:
-    from dataclasses import dataclass
-
-    @dataclass
-    class Block:  # the spec's retrain block as spec.py would give it
-        on_drift: bool = True
-        sustained_windows: int = 2
-        cooldown_minutes: float = 5
-
-    assert RetrainPolicy.of(Block()) == RetrainPolicy(True, 2, 5.0)
+    block = RetrainSpec.model_validate(
+        {"on_drift": True, "sustained_windows": 2, "cooldown_minutes": 5}
+    )
+    assert RetrainPolicy.of(block) == RetrainPolicy(True, 2, 5.0)
+    assert RetrainPolicy.of(RetrainSpec()) == RetrainPolicy.of(None)  # off by default
     with pytest.raises(ValueError):
         RetrainPolicy(True, 0, 5)
     with pytest.raises(ValueError):
@@ -164,3 +165,29 @@ def test_extra_sources_cannot_join_an_existing_dataset_version(
         main(argv)
     assert exited.value.code == 2
     assert "--extra-source" in capsys.readouterr().err
+
+
+def test_the_hook_finds_the_fleets_specs_and_reads_their_retrain_blocks(tmp_path: Path) -> None:
+    """Real specs, a real store on SQLite; no jobs folder, so submitting fails before Ray."""
+    models = {name: (*DUMMY, "pool") for name in ("eager", "calm")}
+    specs = write_loans_fleet(tmp_path, models, rows=60, seed=1)
+    eager = specs / "eager" / "model.yaml"
+    spec = yaml.safe_load(eager.read_text())
+    spec["retrain"] = {"on_drift": True, "sustained_windows": 2, "cooldown_minutes": 10}
+    eager.write_text(yaml.safe_dump(spec))
+    (tmp_path / "jobs").mkdir()
+    settings = get_settings(home=tmp_path / "home", jobs_dir=tmp_path / "jobs")
+    store = MonitorStore(f"sqlite:///{tmp_path / 'monitor.db'}")
+    hook = RetrainHook(settings, store, specs, clock=lambda: NOW)
+
+    hook("calm", 9)  # its spec has no retrain block: retraining is off
+    hook("eager", 1)  # below its sustained_windows
+    hook("unknown", 9)  # no spec of it
+    assert store.retrains() == []
+    hook("eager", 2)
+    [row] = store.retrains()
+    store.close()
+    assert (row["model"], row["status"], row["job_id"]) == ("eager", "submit_failed", None)
+    assert row["reason"] == "eager: drift at the last 2 consecutive evaluations"
+    assert row["details"]["spec"] == str(eager.resolve())
+    assert "train.py not found" in row["details"]["error"]

@@ -55,9 +55,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from mlfleet.errors import MlfleetError
+from mlfleet.errors import MlfleetError, SpecError
 from mlfleet.monitoring.feedback import feedback_source
 from mlfleet.settings import Settings
+from mlfleet.spec import LoadedSpec, RetrainSpec, load_fleet_specs, load_spec
 
 DRIFT = "drift"
 TRAIN_SCRIPT = "train.py"
@@ -75,19 +76,6 @@ class RetrainError(MlfleetError):
 
     code = "retrain_failed"
     http_status = 503
-
-
-class RetrainRule(Protocol):
-    """The spec's ``retrain:`` block, as any object with these attributes."""
-
-    @property
-    def on_drift(self) -> bool: ...
-
-    @property
-    def sustained_windows(self) -> int: ...
-
-    @property
-    def cooldown_minutes(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -119,11 +107,11 @@ class RetrainPolicy:
             raise ValueError("cooldown_minutes cannot be negative")
 
     @classmethod
-    def of(cls, rule: RetrainRule | None) -> RetrainPolicy:
+    def of(cls, rule: RetrainSpec | None) -> RetrainPolicy:
         """The policy of a spec's ``retrain:`` block (None: the defaults, retraining off)."""
         if rule is None:
             return cls()
-        return cls(bool(rule.on_drift), int(rule.sustained_windows), float(rule.cooldown_minutes))
+        return cls(rule.on_drift, rule.sustained_windows, float(rule.cooldown_minutes))
 
     def decide(
         self,
@@ -430,19 +418,6 @@ class RetrainStore(Protocol):
         ...
 
 
-def spec_paths(specs_dir: str | Path) -> dict[str, Path]:
-    """The fleet's spec files (``*/model.yaml``) by model name; unreadable ones are skipped."""
-    from mlfleet.spec import load_spec
-
-    out: dict[str, Path] = {}
-    for path in sorted(Path(specs_dir).glob("*/model.yaml")):
-        try:
-            out[load_spec(path).spec.name] = path.resolve()
-        except MlfleetError as exc:
-            logger.warning("retrain: %s is skipped: %s", path, exc)
-    return out
-
-
 class RetrainHook:
     """``on_sustained_drift(model, streak)``: the monitor's retrain policy at work.
 
@@ -491,11 +466,12 @@ class RetrainHook:
     def __call__(self, model: str, streak: int) -> None:
         """Retrain ``model`` if its policy says so (see the class)."""
         with self._lock:  # hook threads may call concurrently; one decision at a time
-            spec = self._spec(model)
-            if spec is None:
+            loaded = self._spec(model)
+            if loaded is None:
                 logger.warning("retrain: no spec of %s under %s", model, self.specs_dir)
                 return
-            policy = self.policy or _spec_policy(spec)
+            spec = loaded.path
+            policy = self.policy or RetrainPolicy.of(loaded.spec.retrain)
             decision = policy.decide_streak(
                 model,
                 streak,
@@ -540,10 +516,24 @@ class RetrainHook:
             )
             self._follow(model, retrain_id, job_id)
 
-    def _spec(self, model: str) -> Path | None:
-        if model not in self._specs and self.specs_dir is not None:
-            self._specs = spec_paths(self.specs_dir)  # a model added since: read again
-        return self._specs.get(model)
+    def _spec(self, model: str) -> LoadedSpec | None:
+        """The model's spec, read afresh (its ``retrain:`` block may have been edited).
+
+        Its file is found with :func:`~mlfleet.spec.load_fleet_specs` (again for a model
+        added since); a folder that no longer loads keeps the files found before.
+        """
+        path = self._specs.get(model)
+        if path is not None:
+            return load_spec(path)
+        if self.specs_dir is None:
+            return None
+        try:
+            found = {loaded.spec.name: loaded for loaded in load_fleet_specs(self.specs_dir)}
+        except SpecError as exc:
+            logger.warning("retrain: the specs under %s do not load: %s", self.specs_dir, exc)
+            return None
+        self._specs = {name: loaded.path for name, loaded in found.items()}
+        return found.get(model)
 
     def _last_submitted(self, model: str) -> float | None:
         for row in self.store.retrains(model, limit=50):
@@ -590,12 +580,6 @@ class RetrainHook:
             with self._lock:
                 if self._running.get(model) == job_id:
                     del self._running[model]
-
-
-def _spec_policy(spec_path: Path) -> RetrainPolicy:
-    from mlfleet.spec import load_spec
-
-    return RetrainPolicy.of(getattr(load_spec(spec_path).spec, "retrain", None))
 
 
 def _outcome_line(outcome: RetrainJob) -> str:
