@@ -338,10 +338,14 @@ def test_labels_join_predictions_whichever_path_answered_them(
     by_id = dict(zip(labelled["loan_id"], labelled["defaulted"], strict=True))
     assert [by_id[10_000 + i] for i in range(len(rows))] == truth
 
+    # The status is the last evaluation's: wait for one that has seen every label.
+    def realised_over_every_label() -> float | None:
+        entry = status_of(client, "mon-dedicated")
+        realised = ((entry or {}).get("performance") or {}).get("realised") or {}
+        return realised_accuracy(entry) if realised.get("rows") == len(rows) else None
+
     accuracy = wait_for(
-        lambda: realised_accuracy(status_of(client, "mon-dedicated")),
-        timeout=120,
-        what="realised accuracy in /v1/monitoring",
+        realised_over_every_label, timeout=120, what="realised accuracy over every label"
     )
     assert accuracy == pytest.approx(right / len(rows), abs=1e-9)
 
