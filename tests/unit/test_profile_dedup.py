@@ -3,10 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from mlfleet.contract.schema import ColumnSpec
 from mlfleet.data.dedup import duplicate_positions, key_hashes, row_orders, split_order
 from mlfleet.data.profile import (
     FineHistogram,
     bin_counts,
+    column_partial,
     equal_frequency,
     fine_keys,
     key_floor,
@@ -77,3 +79,14 @@ def test_key_hashes_integer_key_is_exact_and_row_hash_sees_every_column() -> Non
     t2 = pa.table({"k": ["x", "y", "x"], "v": [1.0, 2.0, 1.0]})
     h2 = key_hashes(t2, None)
     assert h2[0] == h2[2] and h2[0] != h2[1]
+
+
+def test_removing_rows_of_a_whole_number_column_knows_when_its_extremes_survive() -> None:
+    col = ColumnSpec(name="flag", type="bool")
+    every = column_partial(pa.array([True, False, True, False, True]), col)
+    some = column_partial(pa.array([False, True]), col)
+    rest, stale = every.remove(some, integral=True)
+    assert not stale and (rest.min, rest.max) == (0.0, 1.0)  # a 0 and a 1 remain
+    rest, stale = every.remove(column_partial(pa.array([False, False]), col), integral=True)
+    assert stale  # no 0 left: the minimum changed and must be read back
+    assert every.remove(some)[1]  # without the hint, any touched extreme is stale

@@ -349,7 +349,8 @@ def _curated_partials(
         for name, part in d.partials.items():
             removed[name] = removed[name].merge(part) if name in removed else part
     for name, part in removed.items():
-        rest, stale = merged[name].remove(part)
+        integral = contract.column(name).type in ("int", "bool")
+        rest, stale = merged[name].remove(part, integral=integral)
         if stale and rest.rows > rest.nulls:
             # A dropped row held the extreme value: read that one column back for the truth.
             column = pq.read_table(staging / DATA_DIR, columns=[name]).column(name)
