@@ -19,7 +19,6 @@ from mlfleet.contract import semantics
 from mlfleet.contract.schema import ColumnSpec, Contract
 
 NUM_BINS = 20
-TOP_CATEGORIES = 50
 
 
 def profiled(col: ColumnSpec) -> str | None:
