@@ -9,11 +9,12 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup quickstart test test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor clean
+.PHONY: help setup quickstart test test-reliability test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
 	@echo "make test         run the test suite"
+	@echo "make test-reliability   the reliability suite alone (faults, load, hostile input)"
 	@echo "make test-fast    unit tests only (no Ray; seconds)"
 	@echo "make lint         ruff + mypy + import contracts (pyproject.toml)"
 	@echo "make bench        every side-by-side benchmark (slow; BENCH_FLAGS=--quick: smoke)"
@@ -34,6 +35,10 @@ quickstart: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest tests
+
+# Faults, load, hostile input and exposure against a real fleet (also part of `make test`).
+test-reliability: setup
+	$(VENV)/bin/python -m pytest tests/reliability -s
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest tests/unit -m "not ray and not slow"
