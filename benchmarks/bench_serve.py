@@ -22,6 +22,7 @@ round's own ratio and difference, then medians. Targets: under 5% throughput los
 connections, under 0.1 ms p50 added at one.
 
     python benchmarks/bench_serve.py [--seconds 15] [--rounds 3] [--quick] [--out FILE]
+                                     [--monitoring-only] [--monitoring-rounds N]
 
 Needs wrk (`apt-get install wrk`). Only 127.0.0.1 is ever contacted.
 """
@@ -48,6 +49,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "bench_serve.json"
+MONITORING_RESULTS = RESULTS.with_name("bench_serve_monitoring.json")
 ROW = {
     "bill_length_mm": 39.1,
     "bill_depth_mm": 18.7,
@@ -241,14 +243,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s runs, 1 round, short warm-up")
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument(
+        "--monitoring-only",
+        action="store_true",
+        help="only the monitoring on/off rounds (written to bench_serve_monitoring.json)",
+    )
+    parser.add_argument(
+        "--monitoring-rounds", type=int, default=None, help="A/B rounds (default: --rounds)"
+    )
+    parser.add_argument(
         "--no-wait", action="store_true", help="do not wait for a quiet host (CPU < 25%%) first"
     )
     args = parser.parse_args()
     warm_seconds = WARM_SECONDS
     if args.quick:
         args.seconds, args.rounds, warm_seconds = 3, 1, 5
-    quick_results = RESULTS.with_name("bench_serve_quick.json")
-    out_path = args.out or (quick_results if args.quick else RESULTS)
+    monitoring_rounds = args.monitoring_rounds or args.rounds
+    default_out = MONITORING_RESULTS if args.monitoring_only else RESULTS
+    quick_results = default_out.with_name(default_out.stem + "_quick.json")
+    out_path = args.out or (quick_results if args.quick else default_out)
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install wrk")
     busy_before = float("nan") if args.no_wait else harness.wait_quiet()
@@ -282,6 +294,37 @@ def main() -> None:
         )
 
     port = free_port()
+    if args.monitoring_only:
+        gateway = {
+            "dedicated": (f"http://127.0.0.1:{port}/v1/models/bench-dedicated/predict", KEY),
+            "pool": (f"http://127.0.0.1:{port}/v1/models/bench-pool/predict", KEY),
+        }
+        results = {
+            **harness.environment(["ray", "fastapi", "uvicorn", "scikit-learn", "mlflow"]),
+            "host_busy_pct_before": busy_before,
+            "seconds": args.seconds,
+            "rounds": monitoring_rounds,
+        }
+        try:
+            results["monitoring"] = monitoring_cost(
+                env,
+                mlfleet,
+                specs,
+                port,
+                gateway,
+                {"instances": [ROW]},
+                monitoring_rounds,
+                args.seconds,
+                warm_seconds,
+            )
+        finally:
+            subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
+            shutil.rmtree(root, ignore_errors=True)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=2))
+        print_monitoring(results["monitoring"])
+        print(f"results: {out_path}")
+        return
     tracking = f"sqlite:///{root / 'home' / 'mlflow.db'}"
     plain_port = free_port()
     plain = subprocess.Popen(
@@ -366,7 +409,7 @@ def main() -> None:
         results["promotion"] = promotion_latency(specs, env, mlfleet, port)
         gateway = {name: targets[name] for name in ("dedicated", "pool")}
         results["monitoring"] = monitoring_cost(
-            env, mlfleet, specs, port, gateway, body, args.rounds, args.seconds, warm_seconds
+            env, mlfleet, specs, port, gateway, body, monitoring_rounds, args.seconds, warm_seconds
         )
     finally:
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
@@ -597,18 +640,22 @@ def summarise(results: dict[str, Any], out_path: Path) -> None:
     print(f"targets: {results['targets']}")
     monitoring = results.get("monitoring")
     if monitoring:
-        print("monitoring on vs off (per-round medians):")
-        for name, row in monitoring["summary"].items():
-            print(
-                f"  {name}: c32 {row['c32_on']['rps']:.0f} vs {row['c32_off']['rps']:.0f} req/s "
-                f"(loss {signed(row['c32_throughput_loss_pct'])}%, server cpu "
-                f"{signed(row['c32_added_server_cpu_ms_per_request'])} ms/req) | c1 p50 "
-                f"{row['c1_on']['p50_ms']:.2f} vs {row['c1_off']['p50_ms']:.2f} ms "
-                f"({signed(row['c1_added_p50_ms'])} ms)"
-            )
-        print(f"  what the monitor saw: {monitoring['fleet']}")
-        print(f"  targets: {monitoring['targets']}")
+        print_monitoring(monitoring)
     print(f"results: {out_path}")
+
+
+def print_monitoring(monitoring: dict[str, Any]) -> None:
+    print("monitoring on vs off (per-round medians):")
+    for name, row in monitoring["summary"].items():
+        print(
+            f"  {name}: c32 {row['c32_on']['rps']:.0f} vs {row['c32_off']['rps']:.0f} req/s "
+            f"(loss {signed(row['c32_throughput_loss_pct'])}%, server cpu "
+            f"{signed(row['c32_added_server_cpu_ms_per_request'])} ms/req) | c1 p50 "
+            f"{row['c1_on']['p50_ms']:.2f} vs {row['c1_off']['p50_ms']:.2f} ms "
+            f"({signed(row['c1_added_p50_ms'])} ms)"
+        )
+    print(f"  what the monitor saw: {monitoring['fleet']}")
+    print(f"  targets: {monitoring['targets']}")
 
 
 if __name__ == "__main__":

@@ -444,3 +444,38 @@ def test_a_prediction_that_cannot_be_binned_is_counted_as_failed_not_lost_silent
     (flush,) = monitor.sent
     assert [(p.version, p.counts.rows) for p in flush.parts] == [("2", 1)]
     assert sender.stats()["failed_rows"] == 1
+
+
+def test_the_gateways_parsed_columns_count_and_log_exactly_like_frames() -> None:
+    """The gateway records a request's parsed columns (plain lists, None when missing), the
+    replicas record frames: the same rows give the same counts and the same logged rows."""
+    rows = [(2500.0, "dream", 7), (None, "biscoe", None), (8000.0, None, 9)]
+    predictions = result(["adelie", "gentoo", "gentoo"], [0.9, 0.6, 0.7])
+
+    def flushed(as_columns: bool) -> Flush:
+        monitor = Monitor()
+        sender, _ = make(monitor)
+        for i, (mass, island, ident) in enumerate(rows):
+            single = {key: predictions[key][i : i + 1] for key in ("predictions", "probabilities")}
+            if as_columns:
+                table: Any = {"mass": [mass], "island": [island], "id": [ident]}
+            else:
+                table = frame([mass], [island]).assign(id=pd.Series([ident], dtype=object))
+            sender.record("penguins", "1", table, single, request_id="r", log=True)
+        asyncio.run(sender.flush())
+        (flush,) = monitor.sent
+        return flush
+
+    from_columns, from_frames = flushed(True), flushed(False)
+    assert counts_json(from_columns) == counts_json(from_frames)
+    (part,) = from_columns.parts
+    assert part.counts.rows == 3
+    assert part.counts.nulls == {"mass": 1, "island": 1, "prediction": 0}
+    assert part.counts.columns["prediction"].tolist() == [1, 2, 0]  # adelie, gentoo, other
+    logged = [r.rows for r in from_columns.predictions]
+    assert logged == [r.rows for r in from_frames.predictions]
+    assert logged == [
+        [{"mass": 2500.0, "island": "dream", "id": 7}],
+        [{"mass": None, "island": "biscoe", "id": None}],
+        [{"mass": 8000.0, "island": None, "id": 9}],
+    ]

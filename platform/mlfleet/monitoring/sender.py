@@ -2,12 +2,13 @@
 
 Every place that predicts (the gateway's inline path, the pool, the dedicated deployments)
 owns one :class:`SketchSender`. On the request path, :meth:`SketchSender.record` only
-appends the model's input frame and its answer to a buffer: binning one row costs ~100 µs,
-a batch of a thousand ~1.4 µs a row. A background task on the site's event loop wakes every
-``monitor_flush_seconds`` (or as soon as ``monitor_flush_rows`` rows wait), bins the buffer
-per (model, version, minute) against each version's reference in a worker thread, and sends
-the counts to the monitor actor as one :class:`~mlfleet.monitoring.protocol.Flush`. A
-request never waits for any of it, and nothing that goes wrong there reaches a request.
+appends the model's input (a frame, or the request's parsed columns) and its answer to a
+buffer: binning one row costs ~100 µs, a batch of a thousand ~1.4 µs a row. A background
+task on the site's event loop wakes every ``monitor_flush_seconds`` (or as soon as
+``monitor_flush_rows`` rows wait), bins the buffer per (model, version, minute) against each
+version's reference in a worker thread, and sends the counts to the monitor actor as one
+:class:`~mlfleet.monitoring.protocol.Flush`. A request never waits for any of it, and
+nothing that goes wrong there reaches a request.
 
 Delivery: each flush carries the sender's id and the next sequence number. One flush is in
 flight at a time; until the monitor acknowledges it, it is resent unchanged (same seq, same
@@ -28,10 +29,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,10 @@ CLOSE_TIMEOUT_S = 5.0  # a replica shutting down waits this long at most for its
 Send = Callable[[Flush], Awaitable[Ack]]
 LoadReference = Callable[[str, str], MonitorReference | None]
 PartKey = tuple[str, str, int]  # (model, version, minute)
+# What a site predicted from: the model's input frame (the pool and dedicated replicas, one
+# per batch), or the request's columns as plain lists of parsed values (the gateway, which
+# reads requests that way: a frame per request would cost more than binning it).
+Table: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
 
 
 def sender_id(role: str) -> str:
@@ -144,7 +149,7 @@ class _Entry:
     version: str
     minute: int
     at: float
-    frame: pd.DataFrame
+    frame: Table
     result: dict[str, Any]
     request_id: str | None
     log: bool  # send a PredictionRecord (the gateway, for labels to join)
@@ -152,7 +157,7 @@ class _Entry:
 
     @property
     def rows(self) -> int:
-        return len(self.frame)
+        return _size(self.frame)
 
 
 @dataclass
@@ -174,9 +179,41 @@ def _logged_rows(flush: Flush) -> int:
     return sum(len(r.predictions) for r in flush.predictions)
 
 
-def _plain_column(values: pd.Series) -> list[Any]:
+def _plain_column(values: pd.Series | Sequence[Any]) -> list[Any]:
     """A column as JSON-ready Python values, missing values as None."""
+    if not isinstance(values, pd.Series):
+        return list(values)  # parsed request values: None already stands for missing
     return [None if isinstance(v, float) and v != v else v for v in values.tolist()]
+
+
+def _size(table: Table) -> int:
+    """Rows in ``table``."""
+    if isinstance(table, pd.DataFrame):
+        return len(table)
+    return len(next(iter(table.values()), ()))
+
+
+def _rows_of(table: Table, rows: np.ndarray) -> Table:
+    """The given rows of ``table`` (positions, in order)."""
+    if isinstance(table, pd.DataFrame):
+        return table.iloc[rows].reset_index(drop=True)
+    return {name: [values[i] for i in rows] for name, values in table.items()}
+
+
+def _joined(tables: list[Table]) -> Table:
+    """One table of ``tables``' rows, in order (frames concatenated, columns extended)."""
+    if len(tables) == 1:
+        return tables[0]
+    if all(isinstance(t, pd.DataFrame) for t in tables):
+        return pd.concat(tables, ignore_index=True)
+    names: list[str] = list(dict.fromkeys(chain.from_iterable(tables)))
+    joined: dict[str, list[Any]] = {name: [] for name in names}
+    for table in tables:
+        for name in names:
+            joined[name].extend(
+                _plain_column(table[name]) if name in table else [None] * _size(table)
+            )
+    return joined
 
 
 class SketchSender:
@@ -245,7 +282,7 @@ class SketchSender:
         self,
         model: str,
         version: str,
-        frame: pd.DataFrame,
+        frame: Table,
         result: dict[str, Any],
         *,
         request_id: str | None = None,
@@ -257,7 +294,8 @@ class SketchSender:
         Args:
             model: The model's name.
             version: The version that predicted.
-            frame: The model's input frame (:func:`mlfleet.contract.semantics.model_frame`).
+            frame: The model's input frame (:func:`mlfleet.contract.semantics.model_frame`),
+                or the same rows as columns of parsed values (:data:`Table`).
             result: What :func:`mlfleet.serving.models.predict` returned for ``frame``.
             request_id: The request's id (with ``log``).
             log: Also send a :class:`PredictionRecord` (features, predictions, calibrated
@@ -401,11 +439,7 @@ class SketchSender:
         binner: Binner | None,
         out: _Binned,
     ) -> None:
-        frame = (
-            group[0].frame
-            if len(group) == 1
-            else pd.concat([e.frame for e in group], ignore_index=True)
-        )
+        frame = _joined([e.frame for e in group])
         predictions = list(chain.from_iterable(e.result["predictions"] for e in group))
         has_proba = all("probabilities" in e.result for e in group)
         proba = (
@@ -428,7 +462,7 @@ class SketchSender:
                 [np.arange(s, s + n) for s, n, c in zip(starts, sizes, counted, strict=True) if c]
             )
             counts = binner.count(
-                frame.iloc[rows].reset_index(drop=True),
+                _rows_of(frame, rows),
                 [predictions[i] for i in rows],
                 None if proba is None else proba[rows],
             )
@@ -439,7 +473,7 @@ class SketchSender:
         confidences: list[float] | None = None
         if calibration is not None and proba is not None and proba.size:
             confidences = [float(c) for c in calibration(proba.max(axis=1))]
-        names = list(frame.columns)
+        names = list(frame.columns) if isinstance(frame, pd.DataFrame) else list(frame)
         columns = [_plain_column(frame[name]) for name in names]
         rows_as_dicts = [
             dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)

@@ -10,7 +10,7 @@ Pure numpy and pandas; no Ray.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,37 +172,37 @@ class Binner:
 
     def count(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | Mapping[str, Sequence[Any]],
         predictions: Sequence[Any],
         probabilities: Sequence[Sequence[float]] | np.ndarray | None = None,
     ) -> Counts:
         """Counts of ``frame``'s rows and their predictions.
 
         Args:
-            frame: The model's input frame (numeric features float64, categorical as text).
+            frame: The model's input frame (numeric features float64, categorical as text),
+                or the same columns as plain lists of parsed values (None when missing), as
+                the gateway reads a request: building a frame per request costs more than
+                binning it.
             predictions: One prediction per row (class labels or numbers).
             probabilities: Class probabilities per row (classifiers), for the estimated
                 accuracy; ignored without a calibration map.
         """
-        out = Counts(rows=len(frame))
+        rows = len(predictions)
+        out = Counts(rows=rows)
         for ref in self.reference.features:
             bins = self._bins[ref.name]
             if ref.name not in frame:
                 out.columns[ref.name] = np.zeros(ref.slots, np.int64)
-                out.nulls[ref.name] = len(frame)
+                out.nulls[ref.name] = rows
                 continue
             column = frame[ref.name]
             if isinstance(bins, _NumericBins):
-                values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-                out.columns[ref.name], out.nulls[ref.name] = bins.count(values)
+                out.columns[ref.name], out.nulls[ref.name] = bins.count(_floats(column))
             else:
                 out.columns[ref.name], out.nulls[ref.name] = bins.count(column)
         pred_bins = self._bins[PREDICTION]
         if isinstance(pred_bins, _NumericBins):
-            values = np.asarray(
-                [np.nan if p is None else float(p) for p in predictions], np.float64
-            )
-            out.columns[PREDICTION], out.nulls[PREDICTION] = pred_bins.count(values)
+            out.columns[PREDICTION], out.nulls[PREDICTION] = pred_bins.count(_floats(predictions))
         else:
             out.columns[PREDICTION], out.nulls[PREDICTION] = pred_bins.count(predictions)
         calibration = self.reference.calibration
@@ -211,3 +211,10 @@ class Binner:
             out.scored = int(top.size)
             out.confidence = float(calibration(top).sum())
         return out
+
+
+def _floats(values: pd.Series | Sequence[Any]) -> np.ndarray:
+    """A numeric column as float64, missing values (None, NaN) as NaN."""
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray([np.nan if v is None else float(v) for v in values], np.float64)

@@ -151,9 +151,10 @@ class RowValidator:
         """The model's input frame for ``rows`` (see :meth:`read`)."""
         return self.read(rows)[0]
 
-    def read(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def read(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
         """The model's input frame for ``rows``, and the same rows with every contract
-        column they carry (the features first).
+        column they carry (the features first) as lists of parsed values, None when missing
+        (what the prediction log keeps; a second frame would cost more than the logging).
 
         Raises:
             RequestInvalid: naming the row and field of the first problems found.
@@ -193,9 +194,4 @@ class RowValidator:
         if errors:
             raise RequestInvalid("; ".join(errors[:MAX_ERRORS]))
         frame = semantics.model_frame(columns, self.contract, self.features, rows=len(rows))
-        if not others:
-            return frame, frame
-        logged = frame.copy()
-        for name, values in others.items():
-            logged[name] = pd.Series(values, dtype=object)
-        return frame, logged
+        return frame, {**columns, **others}
