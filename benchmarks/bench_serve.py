@@ -306,6 +306,8 @@ def main() -> None:
             "rounds": monitoring_rounds,
         }
         try:
+            # The head starts here (the rounds below redeploy on it and watch its tree).
+            results["serve_up_seconds"] = deploy(env, mlfleet, specs, port, monitoring=True)
             results["monitoring"] = monitoring_cost(
                 env,
                 mlfleet,
