@@ -107,6 +107,55 @@ class Settings(BaseSettings):
         description="How often the gateway re-reads the fleet's models and champion aliases.",
     )
 
+    # --- overload and faults (Serve deployment options; docs/reliability.md) ---
+    gateway_max_ongoing_requests: int = Field(
+        default=128,
+        ge=1,
+        description="Requests one gateway replica holds at once. The gateway only validates "
+        "and forwards, so it admits more than a model replica does: the excess waits in the "
+        "model's queue and is shed there with a JSON 503.",
+    )
+    gateway_max_queued_requests: int = Field(
+        default=256,
+        ge=1,
+        description="Requests waiting in front of the gateway (in Serve's proxy or a gateway "
+        "replica's own ingress) when every gateway replica is full; beyond this Serve answers "
+        "503 with Retry-After in plain text (its own body, not mlfleet's envelope).",
+    )
+    model_max_ongoing_requests: int = Field(
+        default=32,
+        ge=1,
+        description="Requests one pool or dedicated replica works on at once (a dedicated "
+        "one takes at least twice its spec's max_batch_size, so that a batch can fill while "
+        "the previous one runs). Serve's "
+        "default of 5 left a third of 2 CPUs idle under load.",
+    )
+    model_max_queued_requests: int = Field(
+        default=32,
+        ge=1,
+        description="Requests each gateway replica lets wait for a model's replicas when all "
+        "of them are full (a dedicated model: at least its max_batch_size); beyond this the "
+        "gateway sheds with 503, Retry-After and the JSON error envelope (code 'overloaded').",
+    )
+    overload_retry_after_seconds: int = Field(
+        default=1,
+        ge=0,
+        le=3600,
+        description="The Retry-After header (seconds) of every 503 that sheds load.",
+    )
+    replica_health_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often Serve checks each replica (its default is 10 s): a replica that "
+        "died is noticed and replaced this much sooner; each check is one actor call.",
+    )
+    replica_shutdown_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a replica that is stopped (scale-down, redeploy) may take to "
+        "finish its requests and flush its monitoring counts before Serve kills it.",
+    )
+
     # --- prediction sites ---
     monitoring_enabled: bool = Field(
         default=True,

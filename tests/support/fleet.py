@@ -20,6 +20,7 @@ from mlfleet.settings import Settings
 from mlfleet.spec import load_spec
 from tests.support.messy import LOANS_CONTRACT, loans_frame
 from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 LOAN_FEATURES = ["income", "debt_ratio", "region"]
 LOGREG = ("sklearn.linear_model.LogisticRegression", {"max_iter": 300})
@@ -87,9 +88,23 @@ def train_fleet(settings: Settings, specs: Path, names: Iterable[str]) -> None:
         train(load_spec(specs / name / "model.yaml"), settings)
 
 
+def stop_monitor() -> None:
+    """Kill the session's monitor actor, if any, and wait until its name is free (another
+    module's fleet may have started one with its own settings)."""
+    import ray
+
+    from mlfleet.monitoring.actor import find_monitor
+
+    handle = find_monitor()
+    if handle is not None:
+        ray.kill(handle, no_restart=True)
+    wait_for(lambda: find_monitor() is None, timeout=60, what="the monitor's name released")
+
+
 @contextmanager
-def serving(settings: Settings, specs: Path) -> Iterator[str]:
-    """The fleet of ``specs`` on Serve (one gateway and one pool replica); yields its URL."""
+def serving(settings: Settings, specs: Path, gateway_replicas: int = 1) -> Iterator[str]:
+    """The fleet of ``specs`` on Serve (``gateway_replicas`` gateways, one pool replica);
+    yields its URL."""
     from ray import serve
 
     from mlfleet.serving.app import FleetArgs, build_fleet
@@ -98,7 +113,12 @@ def serving(settings: Settings, specs: Path) -> Iterator[str]:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
         build_fleet(
-            FleetArgs(specs_dir=str(specs), gateway_max_replicas=1, pool_max_replicas=1),
+            FleetArgs(
+                specs_dir=str(specs),
+                gateway_min_replicas=gateway_replicas,
+                gateway_max_replicas=gateway_replicas,
+                pool_max_replicas=1,
+            ),
             settings,
         ),
         name="fleet",

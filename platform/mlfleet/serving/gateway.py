@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlfleet import registry
@@ -52,9 +55,22 @@ FEEDBACK_FLUSH_TIMEOUT_S = 5.0
 class ApiError(MlfleetError):
     """An HTTP-level problem with a fixed status (401, 403, 413, 415, 400)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.http_status = status
+        self.headers = headers or {}
+
+
+def overloaded(retry_after: int) -> ApiError:
+    """The 503 that sheds a request a model's replicas have no room for."""
+    return ApiError(
+        503,
+        "overloaded",
+        f"the model's replicas are busy; retry after {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 class PromoteRequest(BaseModel):
@@ -81,7 +97,10 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(MlfleetError)
     async def _mlfleet_error(request: Request, exc: MlfleetError) -> JSONResponse:
-        return envelope(exc.http_status, exc.code, exc.message)
+        response = envelope(exc.http_status, exc.code, exc.message)
+        if isinstance(exc, ApiError):
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -303,11 +322,12 @@ class Gateway:
             result = predict_with(local, frame)
         elif name in self.dedicated:
             served_by = "dedicated"
-            result = await self.dedicated[name].predict.remote(version, frame)
+            deployment = self.dedicated[name]
+            result = await self._on_replica(lambda: deployment.predict.remote(version, frame))
         else:
             served_by = "pool"
             handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
-            result = await handle.predict.remote(frame)
+            result = await self._on_replica(lambda: handle.predict.remote(frame))
         # Counted where it was predicted (the pool and dedicated replicas count their own);
         # logged for every path, so that labels join whichever one answered.
         self.sketches.record(
@@ -321,6 +341,23 @@ class Gateway:
         )
         response.headers["X-Served-By"] = served_by
         return PredictResponse(model=name, version=version, request_id=request_id, **result)
+
+    async def _on_replica(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """A prediction on a model replica, shed or repeated when the replicas fail it.
+
+        Its queue full (Serve's ``max_queued_requests``): 503 with Retry-After, in the
+        envelope. The replica died with the request in hand: asked once more, of a live
+        replica (Serve's router has dropped the dead one); a prediction is pure, so
+        repeating it is safe. Nothing is added on the request's happy path.
+        """
+        try:
+            try:
+                return await call()
+            except RayActorError:
+                log.warning("a model replica died during a request; asking another")
+                return await call()
+        except BackPressureError:
+            raise overloaded(self.settings.overload_retry_after_seconds) from None
 
     async def list_models(self, request: Request) -> dict[str, Any]:
         """Every model: champion, serving mode, replicas, dataset version, columns."""
