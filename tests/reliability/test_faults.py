@@ -337,6 +337,7 @@ def test_monitor_death_while_replicas_flush(fleet: Fleet) -> None:
         f"\n[monitor killed] {summary.line()} restarted_after={restarted:.1f}s "
         f"answered_2xx={expected} counted={counted(settings)} shown={shown} "
         f"past_buckets={len(past)} dropped={health['dropped_rows']}/{sender['dropped_rows']}"
+        f" failures={dict(summary.failures)}"
     )
     assert {key: after[key] for key in past} == past  # history unchanged
     assert health["dropped_rows"] == 0 and sender["dropped_rows"] == 0
