@@ -2,15 +2,25 @@
 
 It registers versions (the sklearn pipeline in skops format with its side files), loads
 them, reads their side files and size, and moves the aliases. Aliases carry the serving
-state: ``champion`` is what the fleet serves, ``challenger`` the latest candidate. Every
-change of champion is appended to a registered-model tag, so a rollback returns to the
-previous champion even after several promotions.
+state: ``champion`` is what the fleet serves, ``challenger`` the latest candidate.
+
+Loading trusts nothing the artifact says about itself: a model loads only from its
+``model.skops`` file, and only if every type skops would build is in mlfleet's own
+:data:`ALLOWED_MODEL_TYPES` (whatever the MLmodel file names as its format or trusted types).
+
+Every change of champion is an entry in an append-only log (see "champion history" below),
+so a rollback returns to the previous champion even after several promotions and
+concurrent promotions and rollbacks lose no entry.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +37,66 @@ FEATURES_TAG = "mlfleet.features"  # JSON list of the features the model reads
 MODEL_ARTIFACT = "model"  # the model's folder inside its run
 EXTRA_FILES = "extra_files"  # where MLflow keeps a version's side files
 REGISTERED_MODELS_PAGE = 1000  # the most MLflow returns per page
-ALLOWED_MODEL_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 MODEL_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+SKOPS_FILE = "model.skops"  # where MLflow's sklearn flavor writes a skops model
+MLMODEL_FILE = "MLmodel"
+
+# The types, beyond those skops trusts on its own (builtins, numpy arrays, the sklearn
+# estimators and transformers), that the pipelines mlfleet trains hold once fitted. Derived by
+# fitting every estimator of the modules a spec may name (spec.ALLOWED_ESTIMATOR_PREFIXES)
+# inside training.features.build_pipeline, with the losses, tree algorithms, distance metrics
+# and solvers their parameters can select, and asking skops what it would not trust. Every
+# entry is a data holder or pure maths; nothing here calls back into Python code a model file
+# could choose (sklearn's PyFuncDistance64, which wraps a callable, is left out on purpose).
+_DISTANCES = [
+    "BrayCurtis",
+    "Canberra",
+    "Chebyshev",
+    "Dice",
+    "Euclidean",
+    "Hamming",
+    "Haversine",
+    "Jaccard",
+    "Kulsinski",
+    "Mahalanobis",
+    "Manhattan",
+    "Matching",
+    "Minkowski",
+    "RogersTanimoto",
+    "RussellRao",
+    "SEuclidean",
+    "SokalMichener",
+    "SokalSneath",
+]
+_LOSSES = [
+    "HalfSquaredError",
+    "AbsoluteError",
+    "PinballLoss",
+    "HuberLoss",
+    "HalfPoissonLoss",
+    "HalfGammaLoss",
+    "HalfTweedieLoss",
+    "HalfTweedieLossIdentity",
+    "HalfBinomialLoss",
+    "HalfMultinomialLoss",
+    "ExponentialLoss",
+]
+ALLOWED_MODEL_TYPES = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        *(f"sklearn.metrics._dist_metrics.{d}Distance64" for d in _DISTANCES),
+        *(f"sklearn._loss.loss.{loss}" for loss in _LOSSES),
+    }
+)
+# How a type name from a model file may appear in an error message (it is the file's text).
+_PRINTABLE_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,120}$")
+_KNOWN_FORMATS = ("pickle", "cloudpickle", "skops")
 
 
 class RegistryError(MlfleetError):
@@ -38,10 +106,25 @@ class RegistryError(MlfleetError):
     http_status = 409
 
 
+class ModelLoadError(MlfleetError):
+    """A version's files cannot be loaded to serve (missing, corrupt, not skops).
+
+    Messages name the model and version, never a server path.
+    """
+
+    code = "model_unloadable"
+    http_status = 422
+
+
+class UntrustedModelError(ModelLoadError):
+    """A version's model is not a skops file of allowed types; nothing of it was run."""
+
+    code = "model_untrusted"
+
+
 def configure(settings: Settings) -> None:
     """Point MLflow (tracking and registry) at the settings' URI."""
     import logging
-    import os
     import warnings
 
     import mlflow
@@ -51,9 +134,8 @@ def configure(settings: Settings) -> None:
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
 
-    if settings.trust_registry_models:
-        # MLflow's own switch: it must be in the environment of whoever loads models.
-        os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    # MLFLOW_ALLOW_PICKLE_DESERIALIZATION is deliberately never set: mlfleet does not load
+    # models through MLflow's flavor loader (see load_pipeline).
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
 
@@ -143,15 +225,25 @@ def model_exists(name: str) -> bool:
         raise
 
 
+def _registered_model(client: Any, name: str) -> Any:
+    """MLflow's registered model ``name``.
+
+    Raises:
+        NotFoundError: for an unknown model.
+    """
+    try:
+        return client.get_registered_model(name)
+    except Exception as exc:
+        if _not_found(exc):
+            raise NotFoundError(f"no registered model named {name!r}") from None
+        raise
+
+
 def _history_of(tags: dict[str, str] | None) -> list[str]:
     try:
         return [str(v) for v in json.loads((tags or {}).get(HISTORY_TAG, "[]"))]
     except json.JSONDecodeError:
         return []
-
-
-def _history(name: str) -> list[str]:
-    return _history_of(_client().get_registered_model(name).tags)
 
 
 def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:
@@ -166,43 +258,229 @@ def set_challenger(name: str, version: str) -> None:
     _client().set_registered_model_alias(name, CHALLENGER, str(version))
 
 
-def promote(name: str, version: str) -> VersionInfo:
-    """Make ``version`` the champion and remember the change for rollbacks.
+# --- champion history: an append-only log with write-once slots ----------------------------
+#
+# MLflow's tags and aliases are last-writer-wins, so a history kept as one JSON tag loses
+# entries when two promotions read-modify-write it at once. MLflow's params are write-once:
+# logging a param again with another value fails, and the store decides who was first with
+# its primary key (SQLite, Postgres, or a tracking server in front of either). So each model
+# gets one "history run" and every change of champion claims the next free param slot
+# ``mlfleet.champion.<n>``, re-reading and retrying when another writer took it. Slots are
+# claimed only right after the last one a writer saw, so the log has no holes and its order
+# is the order in which the changes happened. The ``champion`` alias and the
+# ``mlfleet.champion_history`` tag are then set from the replayed log, re-reading until the
+# log did not grow meanwhile: whoever writes last has read every entry.
+
+HISTORY_EXPERIMENT = "mlfleet/champion-history"
+HISTORY_OF_TAG = "mlfleet.history_of"  # on the history run: which registered model
+SLOT_PREFIX = "mlfleet.champion."
+SEED_SLOT = 0  # the history found in the legacy tag when the log started
+SEED_MAX_ENTRIES = 100  # a param holds at most 6,000 characters
+CLAIM_ATTEMPTS = 100
+RECONCILE_ATTEMPTS = 100
+_history_runs: dict[str, str] = {}  # this process's cache: history key -> run id
+
+Verify = Callable[[str, str], None]
+
+
+def _slot_key(slot: int) -> str:
+    return f"{SLOT_PREFIX}{slot:09d}"
+
+
+def _history_key(name: str, created: int) -> str:
+    """Names the history run of one registered model (a re-created model starts afresh)."""
+    import hashlib
+
+    return hashlib.sha256(f"{name}\0{created}".encode()).hexdigest()[:40]
+
+
+def _history_experiment(client: Any) -> str:
+    found = client.get_experiment_by_name(HISTORY_EXPERIMENT)
+    if found is None:
+        try:
+            return str(client.create_experiment(HISTORY_EXPERIMENT))
+        except Exception:  # another process created it first (names are unique)
+            found = client.get_experiment_by_name(HISTORY_EXPERIMENT)
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return str(found.experiment_id)
+
+
+def _history_run(client: Any, name: str) -> str:
+    """The id of the run holding ``name``'s champion log, created on first use.
+
+    Two processes may create one each at the same moment: every writer then uses the earliest
+    (start time, id), and a creator that lost deletes its own, still empty, run.
+    """
+    model = _registered_model(client, name)
+    key = _history_key(name, int(model.creation_timestamp or 0))
+    if key in _history_runs:
+        return _history_runs[key]
+    experiment = _history_experiment(client)
+
+    def earliest() -> Any:
+        runs = client.search_runs([experiment], filter_string=f"tags.`{HISTORY_OF_TAG}` = '{key}'")
+        return min(runs, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+
+    found = earliest()
+    if found is None:
+        mine = client.create_run(
+            experiment, run_name=f"{name} champion history", tags={HISTORY_OF_TAG: key}
+        )
+        client.set_terminated(mine.info.run_id)  # a ledger, not a running job
+        found = earliest()
+        if found.info.run_id != mine.info.run_id:
+            client.delete_run(mine.info.run_id)
+    _history_runs[key] = found.info.run_id
+    return str(found.info.run_id)
+
+
+def _read_log(client: Any, run_id: str) -> list[dict[str, Any]]:
+    """The log's entries in slot order (slot 0 is the seed)."""
+    params = client.get_run(run_id).data.params
+    slots = sorted(
+        (int(k.removeprefix(SLOT_PREFIX)), v)
+        for k, v in params.items()
+        if k.startswith(SLOT_PREFIX) and k.removeprefix(SLOT_PREFIX).isdigit()
+    )
+    return [json.loads(v) for _, v in slots]
+
+
+def _replay(entries: list[dict[str, Any]]) -> list[str]:
+    """The champion stack the log leads to: a promotion pushes, a rollback pops."""
+    stack: list[str] = []
+    for entry in entries:
+        op = entry.get("op")
+        if op == "seed":
+            stack = [str(v) for v in entry.get("history", [])]
+        elif op == "promote":
+            version = str(entry["version"])
+            if not stack or stack[-1] != version:
+                stack.append(version)
+        elif op == "rollback" and len(stack) >= 2:
+            stack.pop()
+    return stack
+
+
+def _claim(client: Any, run_id: str, slot: int, value: str) -> bool:
+    """Write ``value`` into ``slot`` unless another writer holds it (params are write-once)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_param(run_id, _slot_key(slot), value)
+        return True
+    except MlflowException:
+        held = client.get_run(run_id).data.params.get(_slot_key(slot))
+        if held is None:
+            raise  # not a lost race: a real failure
+        return held == value
+
+
+def _seeded_log(client: Any, name: str, run_id: str) -> list[dict[str, Any]]:
+    """The log, its seed written first from the legacy one-tag history if it has none."""
+    entries = _read_log(client, run_id)
+    if entries:
+        return entries
+    legacy = _history_of(client.get_registered_model(name).tags)[-SEED_MAX_ENTRIES:]
+    # The same value from every writer (no time, no nonce): whoever writes it, it is one seed.
+    _claim(client, run_id, SEED_SLOT, json.dumps({"op": "seed", "history": legacy}))
+    return _read_log(client, run_id)
+
+
+def _reconcile(client: Any, name: str, run_id: str, entries: list[dict[str, Any]]) -> None:
+    """Point ``champion`` and the history tag at the replayed log, until it stops growing."""
+    for _ in range(RECONCILE_ATTEMPTS):
+        stack = _replay(entries)
+        if stack:
+            client.set_registered_model_alias(name, CHAMPION, stack[-1])
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(stack))
+        again = _read_log(client, run_id)
+        if len(again) == len(entries):
+            return
+        entries = again
+    raise RegistryError(f"model {name!r}: the champion history keeps changing; try again")
+
+
+def _append(name: str, op: str, version: str | None, verify: Verify | None) -> str:
+    """Claim the next slot of ``name``'s log for ``op``; the champion it leads to.
+
+    ``verify(name, version)`` runs on the version that will serve before anything is
+    written (a rollback's target is only known from the log, so it runs inside the loop).
+
+    Raises:
+        RegistryError: for a rollback with nothing to return to, or a log that stays busy.
+    """
+    client = _client()
+    run_id = _history_run(client, name)
+    verified: set[str] = set()
+    nonce = uuid.uuid4().hex
+    for attempt in range(CLAIM_ATTEMPTS):
+        entries = _seeded_log(client, name, run_id)
+        stack = _replay(entries)
+        if op == "rollback":
+            if len(stack) < 2:
+                raise RegistryError(f"model {name!r} has no previous champion to roll back to")
+            target = stack[-2]
+        else:
+            target = str(version)
+        if verify is not None and target not in verified:
+            verify(name, target)
+            verified.add(target)
+        entry = {"op": op, "version": target, "at": int(time.time() * 1000), "id": nonce}
+        if _claim(client, run_id, len(entries), json.dumps(entry)):
+            _reconcile(client, name, run_id, [*entries, entry])
+            return target
+        time.sleep(0.01 * (1 + attempt % 10))  # someone else wrote: re-read and try again
+    raise RegistryError(f"model {name!r}: too many concurrent promotions; try again")
+
+
+def check_loads(name: str, version: str) -> None:
+    """Load what serving needs of a version (its contract and its model), or raise why not.
+
+    Raises:
+        ModelLoadError: naming what cannot be loaded (UntrustedModelError for a model that
+            is not a skops file of allowed types).
+    """
+    try:
+        version_contract(name, version)
+    except ContractError as exc:
+        raise ModelLoadError(f"model {name!r} version {version}: {exc.message}") from None
+    load_pipeline(name, version)
+
+
+def promote(name: str, version: str, *, verify: Verify | None = check_loads) -> VersionInfo:
+    """Make ``version`` the champion, once ``verify`` has loaded it, and log the change.
 
     Raises:
         NotFoundError: when the version does not exist.
+        ModelLoadError: when it cannot be loaded (the champion is unchanged).
     """
     info = get_version(name, version)
-    client = _client()
-    history = _history(name)
-    if not history or history[-1] != str(version):
-        history.append(str(version))
-    client.set_registered_model_alias(name, CHAMPION, str(version))
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    _append(name, "promote", str(version), verify)
     challenger = alias_version(name, CHALLENGER)
     if challenger is not None and challenger.version == str(version):
-        client.delete_registered_model_alias(name, CHALLENGER)
+        _client().delete_registered_model_alias(name, CHALLENGER)
     return info
 
 
-def rollback(name: str) -> VersionInfo:
-    """Return the champion alias to the previous champion.
+def rollback(name: str, *, verify: Verify | None = check_loads) -> VersionInfo:
+    """Return the champion alias to the previous champion, once ``verify`` has loaded it.
 
     Raises:
         NotFoundError: for an unknown model.
         RegistryError: when there is no earlier champion.
+        ModelLoadError: when the previous champion no longer loads (nothing changes).
     """
-    if not model_exists(name):
-        raise NotFoundError(f"no registered model named {name!r}")
-    history = _history(name)
-    if len(history) < 2:
-        raise RegistryError(f"model {name!r} has no previous champion to roll back to")
-    history.pop()
-    previous = history[-1]
+    return get_version(name, _append(name, "rollback", None, verify))
+
+
+def champion_log(name: str) -> list[dict[str, Any]]:
+    """Every change of champion of ``name``, oldest first (slot 0 is the history it started
+    from); each entry has ``op``, ``version``, ``at`` (ms) and the writer's ``id``."""
     client = _client()
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    return get_version(name, previous)
+    return _read_log(client, _history_run(client, name))
 
 
 def _every(search: Any, **kwargs: Any) -> list[Any]:
@@ -247,12 +525,7 @@ def describe(name: str) -> ModelInfo:
         NotFoundError: for an unknown model.
     """
     client = _client()
-    try:
-        model = client.get_registered_model(name)
-    except Exception as exc:
-        if _not_found(exc):
-            raise NotFoundError(f"no registered model named {name!r}") from None
-        raise
+    model = _registered_model(client, name)
     return _model_info(
         model, _every(client.search_model_versions, filter_string=f"name = '{name}'")
     )
@@ -284,15 +557,21 @@ def _model_uri(name: str, version: str) -> str:
 def trusted_types(model: Any) -> list[str]:
     """The types skops must be told to trust to load ``model``.
 
-    They are computed from the model we built ourselves and limited to scientific Python:
-    anything else means the pipeline holds something a spec should not be able to inject.
+    They are computed from the model we built ourselves and must all be in
+    :data:`ALLOWED_MODEL_TYPES`: a model mlfleet would refuse to load is refused here, before
+    it is registered.
+
+    Raises:
+        UntrustedModelError: naming the types outside the allow-list.
     """
     import skops.io
 
     found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    odd = [t for t in found if not t.startswith(ALLOWED_MODEL_TYPE_PREFIXES)]
+    odd = sorted(set(found) - ALLOWED_MODEL_TYPES)
     if odd:
-        raise ValueError(f"refusing to log a model holding untrusted types: {odd}")
+        raise UntrustedModelError(
+            f"refusing to register a model holding types mlfleet does not load: {odd}"
+        )
     return list(found)
 
 
@@ -345,22 +624,110 @@ def register_model(
     return str(info.registered_model_version)
 
 
+def _shown_types(types: list[str]) -> str:
+    """Type names from a model file, as an error may show them (they are the file's text)."""
+    shown = [t if _PRINTABLE_TYPE.match(t) else "<unprintable>" for t in types[:5]]
+    return ", ".join(shown) + (f" and {len(types) - 5} more" if len(types) > 5 else "")
+
+
+def _declared_format(name: str, version: str, tmp: str) -> str | None:
+    """The serialization format a version's MLmodel declares (for the error message only)."""
+    import yaml
+
+    try:
+        text = version_artifact(name, version, MLMODEL_FILE, folder=None, dst=tmp)
+        declared = yaml.safe_load(text)["flavors"]["sklearn"].get("serialization_format")
+    except Exception:
+        return None
+    return str(declared) if declared in _KNOWN_FORMATS else "an unknown format"
+
+
+def load_skops(path: str | Path, where: str) -> Any:
+    """The object in a skops file, if every type in it is one skops or mlfleet trusts.
+
+    The types are read from the file's schema before anything is built, so a refused file
+    runs none of its code.
+
+    Raises:
+        UntrustedModelError: for a file holding types outside :data:`ALLOWED_MODEL_TYPES`.
+        ModelLoadError: for a file that is not a readable skops file.
+    """
+    import skops.io
+
+    try:
+        untrusted = list(skops.io.get_untrusted_types(file=path))
+    except Exception:
+        raise ModelLoadError(f"{where}: the model file is not a readable skops file") from None
+    odd = sorted(set(untrusted) - ALLOWED_MODEL_TYPES)
+    if odd:
+        raise UntrustedModelError(
+            f"{where} holds types mlfleet does not load: {_shown_types(odd)}; nothing was run"
+        )
+    try:
+        return skops.io.load(path, trusted=untrusted)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{where}: the model file cannot be read ({type(exc).__name__})"
+        ) from None
+
+
 def load_pipeline(name: str, version: str) -> Any:
-    """The sklearn pipeline of a version (MLflow's sklearn flavor, skops format)."""
-    import mlflow.sklearn
+    """The sklearn pipeline of a version, loaded from its skops file against the allow-list.
 
-    return mlflow.sklearn.load_model(_model_uri(name, version))
+    The MLmodel file is not obeyed: a version stored in another format (pickle, cloudpickle)
+    is refused, and the trusted types it lists are ignored in favour of
+    :data:`ALLOWED_MODEL_TYPES`.
 
-
-def version_artifact(name: str, version: str, filename: str) -> str:
-    """The text of a side file registered with a version (contract.yaml, profile.json, ...)."""
+    Raises:
+        UntrustedModelError: when the model is not skops or holds a type not allowed.
+        ModelLoadError: when its files cannot be read.
+    """
     import mlflow.artifacts
 
+    where = f"model {name!r} version {version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{_model_uri(name, version)}/{EXTRA_FILES}/{filename}", dst_path=tmp
-        )
-        return Path(local).read_text()
+        declared = _declared_format(name, version, tmp)
+        if declared is not None and declared != "skops":
+            raise UntrustedModelError(
+                f"{where} is stored as {declared}; mlfleet loads only skops models "
+                "(loading pickle can run any code)"
+            )
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{_model_uri(name, version)}/{SKOPS_FILE}", dst_path=tmp
+            )
+        except Exception:
+            raise ModelLoadError(f"{where} has no readable {SKOPS_FILE} file") from None
+        return load_skops(local, where)
+
+
+def version_artifact(
+    name: str,
+    version: str,
+    filename: str,
+    *,
+    folder: str | None = EXTRA_FILES,
+    dst: str | None = None,
+) -> str:
+    """The text of a file registered with a version: a side file (contract.yaml,
+    profile.json, ...) by default, or one of the model's own files with ``folder=None``.
+
+    Raises:
+        ModelLoadError: when the file cannot be read (the message holds no server path).
+    """
+    import mlflow.artifacts
+
+    inside = f"{folder}/{filename}" if folder else filename
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{_model_uri(name, version)}/{inside}", dst_path=dst or tmp
+            )
+            return Path(local).read_text()
+        except Exception:
+            raise ModelLoadError(
+                f"model {name!r} version {version} has no readable {filename}"
+            ) from None
 
 
 def version_artifact_names(name: str, version: str) -> list[str]:

@@ -64,12 +64,12 @@ class Settings(BaseSettings):
         description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.",
     )
 
-    trust_registry_models: bool = Field(
-        default=True,
-        description="Let MLflow deserialize registered sklearn models (MLflow 3.17 refuses "
-        "unless MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true). mlfleet only registers models it "
-        "built, with skops trusted types limited to sklearn/numpy/scipy; turn this off when "
-        "others can write to the registry.",
+    trust_registry_models: Literal[False] = Field(
+        default=False,
+        description="Removed: it let MLflow unpickle registered models. mlfleet now loads "
+        "every model as skops against its own allow-list of types, whatever the model's "
+        "MLmodel file says; only false (or leaving it unset) is accepted, so a deployment "
+        "that asked for pickle loading hears that it no longer gets it.",
     )
 
     api_keys: list[ApiKey] = Field(
@@ -278,6 +278,17 @@ class Settings(BaseSettings):
         if info.data.get("alert_webhook_url") and not value.get_secret_value():
             raise ValueError("required with MLFLEET_ALERT_WEBHOOK_URL (alerts are signed)")
         return value
+
+    @field_validator("trust_registry_models", mode="before")
+    @classmethod
+    def _no_pickle(cls, value: object) -> object:
+        said = str(value).strip().lower()
+        if said in ("false", "0", "no", "off", ""):
+            return False
+        raise ValueError(
+            "no longer supported: registered models load only as skops against "
+            "mlfleet's allow-list (see docs/security.md); unset it"
+        )
 
     @field_validator("home")
     @classmethod

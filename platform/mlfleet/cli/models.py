@@ -133,7 +133,11 @@ def promote(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version to make champion.")],
 ) -> None:
-    """Make VERSION the champion (the previous one is kept for rollback)."""
+    """Make VERSION the champion once it loads (the previous one is kept for rollback).
+
+    The version's contract and model are loaded first; if either fails, the champion does
+    not change and the reason is printed.
+    """
     from mlfleet import registry
 
     _setup()
@@ -143,7 +147,7 @@ def promote(
 
 @app.command()
 def rollback(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
-    """Point the champion back at the previous champion."""
+    """Point the champion back at the previous champion, once it loads."""
     from mlfleet import registry
 
     _setup()

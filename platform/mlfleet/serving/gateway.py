@@ -429,22 +429,70 @@ class Gateway:
         return body
 
     async def promote(self, name: str, version: str, request: Request) -> dict[str, Any]:
-        """Make a version the champion (admin)."""
+        """Make a version the champion (admin), once it loads where it will serve.
+
+        The alias moves only after the card and the model loaded: a version that cannot
+        serve answers 422 naming why, and the old champion keeps serving.
+        """
         authorize(request, self.settings.api_keys, "admin")
         check_name(name)
         check_version(version)
-        await asyncio.to_thread(registry.promote, name, version)
-        await self.card(name, version)  # fail here, not on traffic, if it cannot load
+        await asyncio.to_thread(
+            registry.promote, name, version, verify=self._verifier(asyncio.get_running_loop())
+        )
         await self._refresh_models()  # this replica shows the change at once
         return {"model": name, "champion": version}
 
     async def rollback(self, name: str, request: Request) -> dict[str, Any]:
-        """Return the champion to the previous one (admin)."""
+        """Return the champion to the previous one (admin), once that one loads."""
         authorize(request, self.settings.api_keys, "admin")
         check_name(name)
-        info = await asyncio.to_thread(registry.rollback, name)
+        info = await asyncio.to_thread(
+            registry.rollback, name, verify=self._verifier(asyncio.get_running_loop())
+        )
         await self._refresh_models()  # this replica shows the change at once
         return {"model": name, "champion": info.version}
+
+    def _verifier(self, loop: asyncio.AbstractEventLoop) -> registry.Verify:
+        """A registry ``verify`` (it runs in a worker thread) that loads a version on this loop."""
+
+        def verify(name: str, version: str) -> None:
+            asyncio.run_coroutine_threadsafe(self._serves(name, version), loop).result()
+
+        return verify
+
+    async def _serves(self, name: str, version: str) -> None:
+        """Load a version's card here and its model in the replica that will serve it.
+
+        Raises:
+            ModelLoadError: (422) naming what does not load.
+            ApiError: 503 when the model replicas could not be asked.
+        """
+        try:
+            await self.card(name, version)
+        except (registry.ModelLoadError, NotFoundError):
+            raise
+        except MlfleetError as exc:  # e.g. an invalid registered contract
+            raise registry.ModelLoadError(
+                f"model {name!r} version {version}: {exc.message}"
+            ) from None
+        if name in self.dedicated:
+            call = self.dedicated[name].ready.remote(version)
+        else:
+            call = self.pool.options(multiplexed_model_id=f"{name}/{version}").ready.remote()
+        try:
+            await asyncio.wait_for(call, READY_TIMEOUT_S)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)  # a Ray task error wraps the replica's own
+            if isinstance(cause, MlfleetError):
+                raise cause from None
+            log.warning("model replicas could not load %s/%s", name, version, exc_info=True)
+            raise ApiError(
+                503,
+                "model_unavailable",
+                f"the model replicas could not load model {name!r} version {version} in "
+                f"time; the champion is unchanged, try again",
+            ) from None
 
     # --- monitoring ---------------------------------------------------------------------------
 
