@@ -38,9 +38,12 @@ def test_there_are_example_specs() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_plain_pyfunc_predicts_the_training_data_as_pandas_reads_it(
-    example: str, settings: Settings, tmp_path: Path
+    example: str, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow.pyfunc
+
+    # Plain MLflow loads only when told to trust the registry; mlfleet never tells it so.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
 
     loaded = load_spec(example_spec_copy(REPO, tmp_path, example, num_samples=2))
     result = train(loaded, settings)

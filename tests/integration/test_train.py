@@ -173,8 +173,13 @@ def test_version_lineage_tags_and_artifacts(second: TrainResult, settings: Setti
     }
 
 
-def test_champion_loads_with_plain_mlflow_and_predicts_raw_rows(second: TrainResult) -> None:
+def test_champion_loads_with_plain_mlflow_and_predicts_raw_rows(
+    second: TrainResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow.pyfunc
+
+    # Plain MLflow loads only when told to trust the registry; mlfleet never tells it so.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
 
     model = mlflow.pyfunc.load_model("models:/loan-default@champion")
     rows = pd.DataFrame(

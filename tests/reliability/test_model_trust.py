@@ -161,6 +161,7 @@ def test_the_payloads_run_under_plain_mlflow(
 def test_every_estimator_family_training_uses_loads_under_the_allow_list(store: Store) -> None:
     """Models built as training builds them register and load back, predicting the same."""
     import mlflow
+    import yaml
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.neural_network import MLPClassifier
@@ -174,7 +175,7 @@ def test_every_estimator_family_training_uses_loads_under_the_allow_list(store: 
     from tests.support.untrusted import LOAN_FEATURES
 
     registry.configure(store.settings)
-    contract = parse_contract(__import__("yaml").safe_load(LOANS_CONTRACT), origin="loans")
+    contract = parse_contract(yaml.safe_load(LOANS_CONTRACT), origin="loans")
     train, check = loans_frame(300, seed=3), loans_frame(50, seed=4)
     estimators = [
         RandomForestClassifier(n_estimators=5, random_state=0),

@@ -1,4 +1,5 @@
-"""Hostile model versions, registered the way anyone who can write to the registry could.
+"""Model versions registered without training: good ones (as training registers them) and
+hostile ones, registered the way anyone who can write to the registry could.
 
 Each payload writes a sentinel file if any of its code runs, so a test proves that loading
 refused it by that file's absence (and proves the payload is live by loading it with plain
@@ -8,6 +9,7 @@ model itself, not its card, is what a loader must refuse.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,18 @@ def _log(settings: Settings, name: str, model: Any, **flavor: Any) -> str:
             pip_requirements=registry.pip_requirements(),
             **flavor,
         )
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    _tag_for_serving(name, version)
+    return version
+
+
+def _tag_for_serving(name: str, version: str) -> None:
+    """What training tags for serving: the gateway validates exactly these features."""
+    registry.tag_version(
+        name,
+        version,
+        {registry.FEATURES_TAG: json.dumps(LOAN_FEATURES), "mlfleet.task": "classification"},
+    )
 
 
 def register_good_model(settings: Settings, name: str, frame: pd.DataFrame) -> str:
@@ -86,13 +99,15 @@ def register_good_model(settings: Settings, name: str, frame: pd.DataFrame) -> s
     model = build_pipeline(contract, LOAN_FEATURES, LogisticRegression(max_iter=300))
     model.fit(frame[LOAN_FEATURES], frame["defaulted"])
     with mlflow.start_run(experiment_id=experiment_id(settings, name)):
-        return registry.register_model(
+        version = registry.register_model(
             model,
             name,
             signature=None,
             input_example=None,
             extra_files={"contract.yaml": contract.to_yaml()},
         )
+    _tag_for_serving(name, version)
+    return version
 
 
 def register_pickle_model(settings: Settings, name: str, sentinel: Path) -> str:
