@@ -476,12 +476,16 @@ class Gateway:
             raise registry.ModelLoadError(
                 f"model {name!r} version {version}: {exc.message}"
             ) from None
-        if name in self.dedicated:
-            call = self.dedicated[name].ready.remote(version)
-        else:
-            call = self.pool.options(multiplexed_model_id=f"{name}/{version}").ready.remote()
+        deployment = self.dedicated.get(name)
+        pool = self.pool.options(multiplexed_model_id=f"{name}/{version}")
+
+        def ask() -> Any:
+            return deployment.ready.remote(version) if deployment else pool.ready.remote()
+
         try:
-            await asyncio.wait_for(call, READY_TIMEOUT_S)
+            await asyncio.wait_for(self._on_replica(ask), READY_TIMEOUT_S)
+        except ApiError:  # the replicas shed it (503 overloaded, with Retry-After)
+            raise
         except Exception as exc:
             cause = getattr(exc, "cause", None)  # a Ray task error wraps the replica's own
             if isinstance(cause, MlfleetError):
