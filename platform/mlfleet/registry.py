@@ -136,8 +136,32 @@ def configure(settings: Settings) -> None:
 
     # MLFLOW_ALLOW_PICKLE_DESERIALIZATION is deliberately never set: mlfleet does not load
     # models through MLflow's flavor loader (see load_pipeline).
+    _sqlite_wal(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _sqlite_wal(uri: str) -> None:
+    """Put a SQLite tracking store in write-ahead-log mode (a setting kept in the file).
+
+    Trainings write while gateways and pools read the registry: in WAL mode readers never
+    wait for a writer, and writers queue on MLflow's own busy timeout (20 s a session)
+    instead of failing with `database is locked`. One host only: WAL needs shared memory.
+    """
+    import sqlite3
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    path = Path(uri.removeprefix(prefix).split("?", 1)[0])
+    path.parent.mkdir(parents=True, exist_ok=True)  # a new store: MLflow adds the tables
+    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as conn:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
 
 
 def _client() -> Any:

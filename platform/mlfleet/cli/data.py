@@ -60,6 +60,9 @@ def _print_summary(result: object) -> None:
         f"{m.rows_quarantined:,} ({100 * m.quarantine_fraction:.2f}%, "
         f"limit {100 * m.max_quarantine_fraction:.2f}%)"
     )
+    unreadable = sum(1 for s in m.sources if s.error)
+    if unreadable:
+        console.print(f"  [red]{unreadable} source(s) could not be read[/] (errors on stderr)")
     if m.reasons:
         table = Table(title="quarantine reasons", title_justify="left", show_edge=False)
         table.add_column("reason")
@@ -120,6 +123,9 @@ def validate(
             max_quarantine_fraction=max_quarantine_fraction,
             progress=lambda n: progress.update(task, completed=n),
         )
+    for source in result.manifest.sources:
+        if source.error:  # one line each; the other sources' rows are in the version
+            err_console.print(f"error: {escape(source.uri)}: {escape(source.error)}")
     if as_json:
         # The manifest's fields, plus where this run's time went (which manifest.json, a
         # record of the data, leaves out: it differs from one identical run to the next).

@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlfleet.contract.semantics import ROW_COLUMN
 from mlfleet.data import sources as src_mod
 from mlfleet.data.sources import Source
+from mlfleet.errors import SourceError
 
 if TYPE_CHECKING:
     import ray.data
 
 SRC_COLUMN = "_src"
+# A one-row batch carrying this column says its source could not be read (any further):
+# the message is the source's error, the row column the first row not read.
+ERROR_COLUMN = "_error"
+ERROR_MESSAGE_CHARS = 300
+# What a corrupt, truncated or mislabelled file raises while being read.
+READ_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError, SourceError)
 # A single large Parquet file is split by row groups so both cores validate it.
 PARQUET_ROWS_PER_TASK = 1_000_000
 
@@ -34,7 +42,10 @@ def _file_tasks(source: Source) -> list[tuple[Source, list[int] | None, int, int
     """(source, row groups, first row, rows) per read task for one file."""
     if source.kind != "parquet":
         return [(source, None, 1, None)]
-    meta = pq.ParquetFile(str(source.path)).metadata
+    try:
+        meta = pq.ParquetFile(str(source.path)).metadata
+    except READ_ERRORS:
+        return [(source, None, 1, None)]  # the read task reports why, for this source alone
     tasks: list[tuple[Source, list[int] | None, int, int | None]] = []
     groups: list[int] = []
     first, rows = 1, 0
@@ -50,11 +61,44 @@ def _file_tasks(source: Source) -> list[tuple[Source, list[int] | None, int, int
 
 
 def _read(source: Source, groups: list[int] | None, first_row: int) -> Iterator[pa.Table]:
-    if source.kind == "csv":
-        return src_mod.read_csv(source.path)
-    if source.kind == "jsonl":
-        return src_mod.read_jsonl(source.path)
-    return src_mod.read_parquet(source.path, groups, first_row)
+    """Raw batches of one read task; a read error ends them with an error batch."""
+    next_row = first_row
+    try:
+        if source.path.stat().st_size == 0:
+            raise SourceError(f"{source.path}: empty file")
+        if source.kind == "csv":
+            tables = src_mod.read_csv(source.path)
+        elif source.kind == "jsonl":
+            tables = src_mod.read_jsonl(source.path)
+        else:
+            tables = src_mod.read_parquet(source.path, groups, first_row)
+        for table in tables:
+            next_row = int(table.column(ROW_COLUMN)[-1].as_py()) + 1
+            yield table
+    except READ_ERRORS as exc:
+        # One bad file must not sink the others: the rows read so far stay, and the
+        # source is reported as unreadable from ``next_row`` on.
+        yield error_batch(source, exc, next_row)
+
+
+def error_message(source: Source, exc: BaseException) -> str:
+    """One printable line naming the source and what is wrong with it."""
+    kind = {"csv": "CSV", "jsonl": "JSON lines", "parquet": "Parquet", "sqlite": "SQLite"}
+    text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)[:ERROR_MESSAGE_CHARS]
+    if isinstance(exc, SourceError):
+        return text.removeprefix(f"{source.path}: ")
+    return f"cannot read as {kind[source.kind]}: {text}"
+
+
+def error_batch(source: Source, exc: BaseException, next_row: int) -> pa.Table:
+    """The one-row batch that reports a source's read error (see ``ERROR_COLUMN``)."""
+    return pa.table(
+        {
+            ERROR_COLUMN: pa.array([error_message(source, exc)], pa.string()),
+            ROW_COLUMN: pa.array([next_row], pa.int64()),
+        }
+    )
 
 
 def file_dataset(files: list[Source]) -> ray.data.Dataset:

@@ -145,10 +145,28 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256_source(source: Source) -> str:
+    if source.kind != "sqlite":
+        return _sha256_file(source.path)
+    # In WAL mode committed rows can sit in `-wal` until a checkpoint copies them into the
+    # database file, which then has the old bytes: hash both, or new rows keep the old
+    # version id. `-shm` is left out: it is an index that readers rewrite, not data.
+    wal = source.path.with_name(source.path.name + "-wal")
+    digest = _sha256_file(source.path)
+    try:
+        wal_digest = _sha256_file(wal) if wal.stat().st_size else None
+    except FileNotFoundError:  # no WAL, or the last connection just closed and removed it
+        wal_digest = None
+    if wal_digest:
+        digest = hashlib.sha256(f"{digest}:{wal_digest}".encode()).hexdigest()
+    return digest
+
+
 def hash_sources(sources: list[Source]) -> list[str]:
-    """sha256 of each source's bytes (the SQLite file for a table), hashed in parallel."""
+    """sha256 of each source's bytes (a SQLite table: its database file plus its write-ahead
+    log), hashed in parallel."""
     with ThreadPoolExecutor(max_workers=min(8, len(sources))) as pool:
-        return list(pool.map(lambda s: _sha256_file(s.path), sources))
+        return list(pool.map(_sha256_source, sources))
 
 
 # --- raw readers: each yields pyarrow tables with a 1-based `_row` column ------------------
@@ -164,12 +182,18 @@ def _in_batches(
 ) -> Iterator[pa.Table]:
     """Group parsed records into BATCH_ROWS tables; ``build`` gets each group's first row."""
     group: list[T] = []
-    for item in items:
-        group.append(item)
-        if len(group) >= BATCH_ROWS:
+    try:
+        for item in items:
+            group.append(item)
+            if len(group) >= BATCH_ROWS:
+                yield build(group, first_row)
+                first_row += len(group)
+                group = []
+    except (SourceError, ValueError, OSError):
+        # The records parsed before a fault are rows read: hand them on, then the fault.
+        if group:
             yield build(group, first_row)
-            first_row += len(group)
-            group = []
+        raise
     if group:
         yield build(group, first_row)
 
@@ -202,6 +226,7 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
     contract can quarantine them with their row numbers instead of losing them.
     """
     delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    _check_text(path)
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     # A small first block is enough to learn the header names (ragged rows are the
     # second reader's business).
@@ -214,6 +239,7 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
         ).schema.names
     as_text = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
     done = 0
+    held: pa.Table | None = None  # the last batch is checked before it is handed on
     try:
         # Every column as text: the contract decides what a value means.
         with pa.input_stream(str(path), compression="detect") as stream:
@@ -224,10 +250,81 @@ def read_csv(path: Path) -> Iterator[pa.Table]:
                 convert_options=as_text,
             )
             for table in _rebatch(iter(reader), 1):
-                yield table
-                done += table.num_rows
+                if held is not None:
+                    yield held
+                    done += held.num_rows
+                held = table
     except pa.ArrowInvalid:
+        if held is not None:
+            yield held
+            done += held.num_rows
         yield from _csv_python(path, delimiter, names, skip=done)
+        return
+    if held is not None:
+        yield from _unless_unterminated(held, path)
+
+
+TEXT_PROBE_BYTES = 64 << 10
+
+
+def _check_text(path: Path) -> None:
+    """Refuse an empty file and one whose first bytes are not UTF-8 text (a binary file
+    named ``.csv``) with one clear line, before a parser reads garbage into rows."""
+    with pa.input_stream(str(path), compression="detect") as stream:
+        head = stream.read(TEXT_PROBE_BYTES)
+    if not head.strip():
+        raise SourceError(f"{path}: empty file (not even a header row)")
+    try:
+        # A multi-byte character cut by the probe's end is fine: drop up to 3 bytes.
+        head.decode("utf-8") if len(head) < TEXT_PROBE_BYTES else _decode_prefix(head)
+    except UnicodeDecodeError:
+        raise SourceError(f"{path}: not a text file (its bytes are not UTF-8)") from None
+    if b"\0" in head:
+        raise SourceError(f"{path}: not a text file (it holds NUL bytes)")
+
+
+def _decode_prefix(head: bytes) -> str:
+    for cut in range(4):
+        try:
+            return head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            if cut == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _unless_unterminated(last: pa.Table, path: Path) -> Iterator[pa.Table]:
+    """The file's last batch, short of a last row that opened a quote and never closed it.
+
+    Arrow's reader takes such a quote as running to the end of the file, so every later
+    line would become one value of that row (and, in a free-text column, a valid one):
+    rows lost without a word. Only the last row can be one; only when one of its values
+    holds a line break is the file's quote count (odd when a quote is left open) taken.
+    """
+    row = last.slice(last.num_rows - 1)
+    multiline = any(
+        isinstance(v, str) and "\n" in v
+        for name in row.column_names
+        if name != ROW_COLUMN
+        for v in row.column(name).to_pylist()
+    )
+    if not multiline or _quote_count(path) % 2 == 0:
+        yield last
+        return
+    yield last.slice(0, last.num_rows - 1)
+    number = row.column(ROW_COLUMN)[0].as_py()
+    raise SourceError(
+        f"{path}: row {number} opens a quote that is never closed (the rest of the file "
+        "would be one value); fix the quoting and validate again"
+    )
+
+
+def _quote_count(path: Path) -> int:
+    count = 0
+    with pa.input_stream(str(path), compression="detect") as stream:
+        while chunk := stream.read(CSV_BLOCK_BYTES):
+            count += chunk.count(b'"')
+    return count
 
 
 def _csv_python(path: Path, delimiter: str, names: list[str], skip: int) -> Iterator[pa.Table]:
@@ -247,17 +344,23 @@ def _csv_python(path: Path, delimiter: str, names: list[str], skip: int) -> Iter
 
     with pa.input_stream(str(path), compression="detect") as stream:
         text = io.TextIOWrapper(io.BytesIO(stream.read()), encoding="utf-8", newline="")
-    rows = csv.reader(text, delimiter=delimiter)
-    next(rows, None)  # header
+    # strict: a quote left open at the end of the file is an error, not one huge value.
+    rows = csv.reader(text, delimiter=delimiter, strict=True)
 
     def data_records() -> Iterator[list[str]]:
         seen = 0
-        for record in rows:
-            if not record:
-                continue  # Arrow skips blank lines too; row numbers must agree.
-            seen += 1
-            if seen > skip:
-                yield record
+        try:
+            next(rows, None)  # header
+            for record in rows:
+                if not record:
+                    continue  # Arrow skips blank lines too; row numbers must agree.
+                seen += 1
+                if seen > skip:
+                    yield record
+        except csv.Error as exc:
+            raise SourceError(f"{path}: CSV row {seen + 1}: {exc}") from None
+        except UnicodeDecodeError:
+            raise SourceError(f"{path}: CSV row {seen + 1} is not UTF-8 text") from None
 
     yield from _in_batches(data_records(), skip + 1, flush)
 
@@ -361,7 +464,10 @@ def _quote(identifier: str) -> str:
 def count_rows(source: Source) -> int | None:
     """Rows in a source when known without reading it (Parquet metadata, SQL count)."""
     if source.kind == "parquet":
-        return int(pq.ParquetFile(str(source.path)).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(str(source.path)).metadata.num_rows)
+        except (pa.ArrowException, OSError):
+            return None  # unreadable: the validation reports it for this source alone
     return None
 
 

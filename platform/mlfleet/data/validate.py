@@ -5,9 +5,15 @@ normalises, parses and checks a batch (semantics.py), writes its valid rows (cur
 and its rejected rows (quarantine Parquet) and returns a small summary: counts, failure
 examples, additive column statistics (fine-binned numbers, category counts) and the
 valid rows' key hashes. The driver finds duplicates across all sources from the hashes
-alone; Ray tasks then rewrite the files holding them and return the statistics of the
-rows they moved, which are subtracted, so the profile stays exact without reading the
-data again. No row ever travels to the driver.
+alone; Ray tasks then write a filtered copy of each file holding them and return the
+statistics of the rows they moved, which are subtracted, so the profile stays exact without
+reading the data again. No row ever travels to the driver.
+
+Ray retries a task whose worker dies, so every task reads only inputs that no task
+rewrites, and writes each output to a temporary name renamed into place: a retry after a
+partial write finds the same input and writes the same output. A source that cannot be
+read (a truncated or mislabelled file) is reported in the manifest beside the rows of the
+others; it fails the version.
 
 Every call also reports where its time went (:class:`Timings`): the driver's wall clock per
 step, and the workers' CPU per part of a batch, summed in the same per-batch summaries.
@@ -30,13 +36,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlfleet import __version__
 from mlfleet.contract import semantics
 from mlfleet.contract.schema import Contract
 from mlfleet.data import dedup, profile, quarantine, report, versions
-from mlfleet.data.reading import SRC_COLUMN, raw_datasets
+from mlfleet.data.reading import ERROR_COLUMN, SRC_COLUMN, raw_datasets
 from mlfleet.data.sources import Source, hash_sources, resolve_sources
 from mlfleet.errors import SourceError, UsageError
 from mlfleet.settings import Settings
@@ -118,6 +125,7 @@ class BatchSummary:
     worker: int = 0  # pid
     cpu_start: float = 0.0  # the worker's CPU clock when the batch came in and went out
     cpu_end: float = 0.0
+    error: str | None = None  # the source could not be read from ``first_row`` on
 
 
 @dataclass
@@ -143,6 +151,23 @@ def _file_name(src: int, first_row: int) -> str:
     return f"part-{src:05d}-{first_row:012d}.parquet"
 
 
+def _deduplicated_name(data_file: str) -> str:
+    # Sorts right after the file it filters, so the curated rows keep their order.
+    return data_file.removesuffix(".parquet") + "-dedup.parquet"
+
+
+def write_parquet(table: pa.Table, path: Path | str) -> None:
+    """Write a Parquet file under a temporary name and rename it into place.
+
+    A task killed mid-write leaves a hidden temporary file (Parquet dataset readers skip
+    names starting with a dot), never a truncated file under the real name.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
 def validate_batch(
     batch: pa.Table, *, contract: Contract, out_dir: str, labels: list[str]
 ) -> pa.Table:
@@ -150,6 +175,17 @@ def validate_batch(
     cpu = _Clock(time.process_time)
     src = int(batch.column(SRC_COLUMN)[0].as_py())
     batch = batch.drop_columns([SRC_COLUMN])
+    error = None
+    if ERROR_COLUMN in batch.column_names:
+        # Ray Data may have joined the source's last rows and its error row in one batch.
+        marker = batch.column(ERROR_COLUMN).is_valid()
+        error = str(batch.filter(marker).column(ERROR_COLUMN)[0].as_py())
+        batch = batch.filter(pc.invert(marker)).drop_columns([ERROR_COLUMN])
+        if batch.num_rows == 0:
+            failed = BatchSummary(src=src, first_row=0, rows_in=0, rows_valid=0, data_file=None)
+            failed.error = error
+            failed.worker, failed.cpu_start, failed.cpu_end = os.getpid(), cpu.started, cpu.read()
+            return _pack(failed)
     row_numbers = batch.column(semantics.ROW_COLUMN).combine_chunks()
     first_row = int(row_numbers[0].as_py())
     with cpu.part("check"):
@@ -158,6 +194,7 @@ def validate_batch(
     summary = BatchSummary(
         src=src, first_row=first_row, rows_in=batch.num_rows, rows_valid=0, data_file=None
     )
+    summary.error = error
 
     bad_rows = np.nonzero(checked.bad)[0]
     if bad_rows.size:
@@ -166,14 +203,14 @@ def validate_batch(
                 batch, checked, contract, bad_rows, row_numbers, labels[src], summary
             )
         with cpu.part("write"):
-            pq.write_table(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
+            write_parquet(quarantined, f"{out_dir}/{QUARANTINE_DIR}/{name}")
 
     good = ~checked.bad
     valid = checked.typed.filter(pa.array(good)) if bad_rows.size else checked.typed
     summary.rows_valid = valid.num_rows
     if valid.num_rows:
         with cpu.part("write"):
-            pq.write_table(valid, f"{out_dir}/{DATA_DIR}/{name}")
+            write_parquet(valid, f"{out_dir}/{DATA_DIR}/{name}")
         summary.data_file = name
         with cpu.part("key_hashes"):
             valid_rows = row_numbers.filter(pa.array(good)) if bad_rows.size else row_numbers
@@ -231,6 +268,7 @@ class DroppedDuplicates:
     partials: dict[str, profile.ColumnPartial]
     examples: list[dict[str, Any]]
     cpu_s: float = 0.0
+    data_file: str | None = None  # the filtered copy; None when every row was a duplicate
 
 
 def remove_duplicates_from_file(
@@ -241,7 +279,11 @@ def remove_duplicates_from_file(
     firsts: list[tuple[str, int]],
     contract: Contract,
 ) -> DroppedDuplicates:
-    """Drop rows at ``positions`` from a curated file and quarantine them as duplicates.
+    """Copy a curated file without the rows at ``positions``; quarantine those as duplicates.
+
+    Idempotent, as a Ray retry needs: ``data_file`` is only read (the driver removes it
+    once every task has returned), and both outputs are renamed into place whole, so a
+    second run after a partial first one writes the same files.
 
     Args:
         places: (source, row) of each dropped row.
@@ -253,10 +295,9 @@ def remove_duplicates_from_file(
     keep = np.ones(table.num_rows, dtype=bool)
     keep[positions] = False
     dropped = table.take(pa.array(positions, pa.int64()))
-    if keep.any():
-        pq.write_table(table.filter(pa.array(keep)), path)
-    else:
-        path.unlink()
+    kept_file = _deduplicated_name(data_file) if keep.any() else None
+    if kept_file is not None:
+        write_parquet(table.filter(pa.array(keep)), path.with_name(kept_file))
     n = dropped.num_rows
     key_label = "+".join(contract.keys) if contract.keys else "*"
     arrays = [semantics.as_text(dropped.column(c.name).combine_chunks()) for c in contract.columns]
@@ -268,7 +309,7 @@ def remove_duplicates_from_file(
         pa.array([[f"{key_label}:{semantics.DUPLICATE}"]] * n, pa.list_(pa.string())),
     ]
     quarantined = pa.Table.from_arrays(arrays, schema=quarantine.quarantine_schema(contract))
-    pq.write_table(quarantined, Path(staging) / QUARANTINE_DIR / f"dup-{data_file}")
+    write_parquet(quarantined, Path(staging) / QUARANTINE_DIR / f"dup-{data_file}")
     examples = [
         {"source": s, "row": r, "value": f"repeats {fs} row {fr}"}
         for (s, r), (fs, fr) in zip(
@@ -277,7 +318,11 @@ def remove_duplicates_from_file(
     ]
     partials = _partials(dropped, contract)
     return DroppedDuplicates(
-        rows=n, partials=partials, examples=examples, cpu_s=time.process_time() - cpu_start
+        rows=n,
+        partials=partials,
+        examples=examples,
+        cpu_s=time.process_time() - cpu_start,
+        data_file=kept_file,
     )
 
 
@@ -330,6 +375,11 @@ def _drop_duplicates(
         examples = summary.examples.setdefault((key_label, semantics.DUPLICATE), [])
         examples.extend(dropped.examples[: max(EXAMPLES_PER_RULE - len(examples), 0)])
         results.append(dropped)
+    # Every task has returned, so none will be retried: the unfiltered files can go.
+    for summary, dropped in zip([s for s, _ in pending], results, strict=True):
+        assert summary.data_file is not None
+        (staging / DATA_DIR / summary.data_file).unlink()
+        summary.data_file = dropped.data_file
     return results
 
 
@@ -362,12 +412,12 @@ def _curated_partials(
 
 def _existing(final: Path, limit: float, timings: Timings) -> ValidationResult:
     manifest = versions.read_manifest(final)
-    status = versions.status_for(manifest.quarantine_fraction, limit)
-    if status != manifest.status or limit != manifest.max_quarantine_fraction:
-        # Same data, new threshold: only the verdict changes, never the rows.
-        manifest = manifest.model_copy(update={"status": status, "max_quarantine_fraction": limit})
-        versions.write_json(final / versions.MANIFEST, manifest.model_dump(mode="json"))
-    return ValidationResult(manifest=manifest, path=final, reused=True, timings=timings)
+    judged = versions.verdict(manifest, limit)
+    if judged.status != manifest.status or limit != manifest.max_quarantine_fraction:
+        # Same data, new threshold: a new verdict is recorded beside the version; the
+        # published manifest (what was decided when it was made) is never edited.
+        versions.record_verdict(final, judged)
+    return ValidationResult(manifest=judged, path=final, reused=True, timings=timings)
 
 
 def _timings(
@@ -432,8 +482,10 @@ def validate(
 
     with wall.part("ray"):
         ensure_ray(settings)
-    staging = final.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
-    (staging / DATA_DIR).mkdir(parents=True)
+    # Leftovers of validations killed before they could clean up (kill -9, power loss).
+    versions.sweep_staging(final.parent)
+    staging = versions.new_staging(final)
+    (staging / DATA_DIR).mkdir()
     (staging / QUARANTINE_DIR).mkdir()
     try:
         result = _run(
@@ -507,12 +559,16 @@ def _run(
     reasons: Counter[str] = Counter()
     failures: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    per_source: dict[int, list[int]] = {s.index: [0, 0] for s in sources}
+    per_source: dict[int, list[int]] = {s.index: [0, 0, 0] for s in sources}
+    errors: dict[int, str] = {}
     for s in summaries:
         reasons.update(s.reasons)
         failures.update(s.failures)
         per_source[s.src][0] += s.rows_in
         per_source[s.src][1] += s.rows_valid
+        per_source[s.src][2] += s.reasons.get(semantics.DUPLICATE, 0)
+        if s.error is not None:
+            errors[s.src] = s.error
         for key, items in s.examples.items():
             room = EXAMPLES_PER_RULE - len(examples.setdefault(key, []))
             examples[key].extend(items[: max(room, 0)])
@@ -520,7 +576,7 @@ def _run(
     manifest = versions.Manifest(
         name=contract.name,
         version=version,
-        status=versions.status_for(fraction, limit) if rows_in else "failed",
+        status=versions.status_for(fraction, limit, rows=rows_in, unreadable=bool(errors)),
         rows_in=rows_in,
         rows_valid=rows_valid,
         rows_quarantined=quarantined,
@@ -534,7 +590,9 @@ def _run(
                 rows=per_source[s.index][0],
                 rows_valid=per_source[s.index][1],
                 rows_quarantined=per_source[s.index][0] - per_source[s.index][1],
+                rows_duplicate=per_source[s.index][2],
                 sha256=d,
+                error=errors.get(s.index),
             )
             for s, d in zip(sources, digests, strict=True)
         ],
