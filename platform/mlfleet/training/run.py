@@ -104,6 +104,8 @@ def _dataset(
             raise MlfleetError(
                 f"dataset version {version} was validated with another contract than the spec's"
             )
+        # Judged by the spec's own threshold (a published manifest keeps its first verdict).
+        manifest = versions.verdict(manifest, loaded.spec.max_quarantine_fraction)
     else:
         result = validate(
             contract,
