@@ -7,11 +7,13 @@ deploys them on the session's Ray the way ``mlfleet serve up`` would.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from mlfleet import registry
@@ -128,3 +130,46 @@ def serving(settings: Settings, specs: Path, gateway_replicas: int = 1) -> Itera
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
+
+
+def stop_monitor() -> None:
+    """Kill the session's monitor, if any (another module's gateway may have started one
+    with its own settings)."""
+    import ray
+
+    from mlfleet.monitoring.protocol import MONITOR_NAME, NAMESPACE
+
+    try:
+        ray.kill(ray.get_actor(MONITOR_NAME, namespace=NAMESPACE), no_restart=True)
+    except ValueError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.1)
+
+
+def rows_of(frame: Any) -> list[dict[str, Any]]:
+    """The loan features of ``frame`` as JSON-ready request rows."""
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in frame[LOAN_FEATURES].to_dict("records")
+    ]
+
+
+def predict_all(
+    client: httpx.Client, name: str, rows: list[dict[str, Any]], per_request: int = 10
+) -> list[dict[str, Any]]:
+    """Predict ``rows`` with ``name``, ``per_request`` rows a request; each answer with the
+    ``X-Served-By`` header as ``served_by``."""
+    out = []
+    for start in range(0, len(rows), per_request):
+        r = client.post(
+            f"/v1/models/{name}/predict", json={"instances": rows[start : start + per_request]}
+        )
+        assert r.status_code == 200, r.text
+        out.append({**r.json(), "served_by": r.headers["x-served-by"]})
+    return out

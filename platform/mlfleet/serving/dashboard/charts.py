@@ -16,6 +16,7 @@ LINE_COLOUR = "#2f6fb3"
 DRIFT_COLOUR = "#c0392b"
 WARNING_COLOUR = "#d4a017"
 LABEL_CHARS = 14  # longer bin labels are cut on the axis (the tooltip has them whole)
+AXIS_LABELS = 8  # at most this many bins are labelled on the axis (every one in the tooltip)
 
 
 def _share(counts: Sequence[int]) -> list[float]:
@@ -24,6 +25,9 @@ def _share(counts: Sequence[int]) -> list[float]:
 
 
 def _short(label: str) -> str:
+    """An axis label: a numeric bin ``[a, b)`` by its lower edge, long names cut."""
+    if label.startswith("[") and "," in label:
+        label = label[1:].split(",")[0]
     return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
 
 
@@ -43,7 +47,7 @@ def histogram_pair(
     ref = _share(reference)
     cur = _share(current) if current is not None else None
     bins = max(len(ref), 1)
-    top, bottom, left = 16, 46, 6
+    top, bottom, left = 16, 46, 22
     plot_h = height - top - bottom
     slot = (width - 2 * left) / bins
     peak = max([*ref, *(cur or []), 1e-9])
@@ -54,6 +58,7 @@ def histogram_pair(
         ).format(w=width, h=height, t=title)
     ]
     bar = slot * (0.42 if cur is not None else 0.8)
+    every = -(-bins // AXIS_LABELS)  # label every n-th bin, so that labels never overlap
     for i, label in enumerate(labels[:bins]):
         x = left + i * slot + slot * 0.1
         for j, (shares, colour) in enumerate(((ref, REFERENCE_COLOUR), (cur, CURRENT_COLOUR))):
@@ -77,6 +82,8 @@ def histogram_pair(
                     pct=100 * shares[i],
                 )
             )
+        if i % every and i != bins - 1:
+            continue
         cx = left + (i + 0.5) * slot
         parts.append(
             Markup(

@@ -29,7 +29,8 @@ a:hover{text-decoration:underline}.cards{display:flex;gap:12px;margin-bottom:16p
 min-width:130px}.card b{display:block;font-size:22px}.card span{font-size:12px;color:#5b6576}
 table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0002;
 border-radius:8px;overflow:hidden}th,td{padding:7px 10px;text-align:left;
-border-bottom:1px solid #e6e9ef;white-space:nowrap}th{background:#eef1f6;font-size:12px;
+border-bottom:1px solid #e6e9ef;white-space:nowrap}td:last-child{white-space:normal}
+th{background:#eef1f6;font-size:12px;
 color:#465165;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.drift td{background:#fdf0ee}tr.warning td{background:#fdf8e8}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
