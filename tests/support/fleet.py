@@ -7,7 +7,6 @@ deploys them on the session's Ray the way ``mlfleet serve up`` would.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,26 +129,6 @@ def serving(settings: Settings, specs: Path, gateway_replicas: int = 1) -> Itera
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
-
-
-def stop_monitor() -> None:
-    """Kill the session's monitor, if any (another module's gateway may have started one
-    with its own settings)."""
-    import ray
-
-    from mlfleet.monitoring.protocol import MONITOR_NAME, NAMESPACE
-
-    try:
-        ray.kill(ray.get_actor(MONITOR_NAME, namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        return
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.1)
 
 
 def rows_of(frame: Any) -> list[dict[str, Any]]:
