@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlfleet.errors import SettingsError
 
-Scope = Literal["predict", "admin"]
+Scope = Literal["predict", "admin", "dashboard"]
+"""``predict``: predictions, feedback, the model and monitoring routes. ``admin``: promote and
+roll back (the API and the dashboard), and view the dashboard. ``dashboard``: view the
+dashboard only (read-only)."""
+SCOPES: tuple[str, ...] = get_args(Scope)
 
 
 class ApiKey(BaseModel):
@@ -74,8 +78,9 @@ class Settings(BaseSettings):
 
     api_keys: list[ApiKey] = Field(
         default_factory=list,
-        description='JSON list of {"name", "sha256", "scopes": ["predict", "admin"]}; create '
-        "entries with `mlfleet keys create`. Empty: no auth, and the gateway binds 127.0.0.1.",
+        description='JSON list of {"name", "sha256", "scopes": ["predict", "admin", '
+        '"dashboard"]}; create entries with `mlfleet keys create`. Empty: no auth, and the '
+        "gateway binds 127.0.0.1.",
     )
     serve_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway binds.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Gateway HTTP port.")
@@ -154,6 +159,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a replica that is stopped (scale-down, redeploy) may take to "
         "finish its requests and flush its monitoring counts before Serve kills it.",
+    )
+    mlflow_ui_url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="Base URL of an MLflow UI showing the same tracking server (e.g. "
+        "http://127.0.0.1:5000); the dashboard then links each training run to it.",
     )
 
     # --- prediction sites ---

@@ -16,14 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlfleet.monitoring.protocol import MONITOR_NAME, NAMESPACE
 from mlfleet.settings import Settings, get_settings
 from tests.support.fleet import (
-    LOAN_FEATURES,
     LOGREG,
     Model,
     api_key,
+    predict_all,
+    rows_of,
     serving,
+    stop_monitor,
     train_fleet,
     write_loans_fleet,
 )
@@ -57,24 +58,6 @@ def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, 
     return settings, root
 
 
-def stop_monitor() -> None:
-    """Kill the session's monitor, if any (another module's gateway may have started one
-    with its own settings)."""
-    import ray
-
-    try:
-        ray.kill(ray.get_actor(MONITOR_NAME, namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        return
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def gateway(ray_session: None, fleet_settings: tuple[Settings, Path]) -> Iterator[str]:
     settings, root = fleet_settings
@@ -102,26 +85,6 @@ def client(gateway: str) -> Iterator[httpx.Client]:
         base_url=gateway, timeout=60, headers={"Authorization": f"Bearer {KEY}"}
     ) as c:
         yield c
-
-
-def rows_of(frame: Any) -> list[dict[str, Any]]:
-    return [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        for row in frame[LOAN_FEATURES].to_dict("records")
-    ]
-
-
-def predict_all(
-    client: httpx.Client, name: str, rows: list[dict[str, Any]], per_request: int = 10
-) -> list[dict[str, Any]]:
-    out = []
-    for start in range(0, len(rows), per_request):
-        r = client.post(
-            f"/v1/models/{name}/predict", json={"instances": rows[start : start + per_request]}
-        )
-        assert r.status_code == 200, r.text
-        out.append({**r.json(), "served_by": r.headers["x-served-by"]})
-    return out
 
 
 def sender_stats(deployment: str) -> dict[str, Any]:

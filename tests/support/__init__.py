@@ -9,6 +9,8 @@ else in ``tests``:
 - ``net``: free local ports.
 - ``waiting``: waiting on a condition with a deadline, for what offers nothing to wait on.
 - ``monitoring``: model references, sketches and flushes for the drift monitor's tests.
+- ``fleet``: small fleets of loan models, served on the session's Ray; stopping the monitor.
+- ``browser``: Debian's chromium for Playwright, installed when missing.
 """
 
 from pathlib import Path

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from mlfleet import registry
@@ -128,3 +129,26 @@ def serving(settings: Settings, specs: Path, gateway_replicas: int = 1) -> Itera
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
+
+
+def rows_of(frame: Any) -> list[dict[str, Any]]:
+    """The loan features of ``frame`` as JSON-ready request rows."""
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in frame[LOAN_FEATURES].to_dict("records")
+    ]
+
+
+def predict_all(
+    client: httpx.Client, name: str, rows: list[dict[str, Any]], per_request: int = 10
+) -> list[dict[str, Any]]:
+    """Predict ``rows`` with ``name``, ``per_request`` rows a request; each answer with the
+    ``X-Served-By`` header as ``served_by``."""
+    out = []
+    for start in range(0, len(rows), per_request):
+        r = client.post(
+            f"/v1/models/{name}/predict", json={"instances": rows[start : start + per_request]}
+        )
+        assert r.status_code == 200, r.text
+        out.append({**r.json(), "served_by": r.headers["x-served-by"]})
+    return out

@@ -10,6 +10,7 @@ import typer
 from mlfleet.cli.console import console, err_console
 from mlfleet.errors import UsageError
 from mlfleet.serving.auth import ApiKey, digest, new_key
+from mlfleet.settings import SCOPES
 
 app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
 
@@ -17,14 +18,20 @@ app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
 @app.command()
 def create(
     name: Annotated[str, typer.Option(help="A name for the key (shows in logs).")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: predict, admin.")] = "predict",
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: predict, admin (promote, roll back, dashboard), "
+            "dashboard (view the dashboard only)."
+        ),
+    ] = "predict",
     as_json: Annotated[bool, typer.Option("--json", help="Print key and entry as JSON.")] = False,
 ) -> None:
     """Print a new random key once, and the settings entry that accepts it."""
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-    bad = [s for s in wanted if s not in ("predict", "admin")]
+    bad = [s for s in wanted if s not in SCOPES]
     if bad or not wanted:
-        raise UsageError(f"--scopes: use predict and/or admin (got {scopes!r})")
+        raise UsageError(f"--scopes: use {', '.join(SCOPES)} (got {scopes!r})")
     key = new_key()
     entry = ApiKey.model_validate({"name": name, "sha256": digest(key), "scopes": wanted})
     if as_json:

@@ -352,6 +352,11 @@ class MonitorActor:
         """One model's columns, statistics and histograms (``GET /v1/monitoring/{name}``)."""
         return self._check().model(name, version)
 
+    async def history(self, name: str, limit: int = 50) -> dict[str, Any]:
+        """A model's statistics per evaluation, status changes, alerts and retrains (the
+        dashboard's model page)."""
+        return self._check().history(name, limit)
+
     async def evaluate(self) -> list[dict[str, Any]]:
         """Evaluate every model now; returns :meth:`fleet` once the results are stored."""
         state = self._check()

@@ -12,7 +12,9 @@ The monitor is one detached named actor (``MONITOR_NAME`` in ``NAMESPACE``). Its
 - ``ingest(flush: Flush) -> Ack``
 - ``feedback(model: str, labels: list[Label]) -> FeedbackResult``
 - ``fleet() -> list[dict]`` (``GET /v1/monitoring``), ``model(name) -> dict``
-  (``GET /v1/monitoring/{name}``; raises ``NotFoundError`` for an unknown model)
+  (``GET /v1/monitoring/{name}``; raises ``NotFoundError`` for an unknown model),
+  ``history(name, limit) -> dict`` (statistics per evaluation, status changes, alerts and
+  retrains: the dashboard's model page)
 - ``evaluate() -> list[dict]`` (evaluate every model now), ``health() -> dict``
 """
 

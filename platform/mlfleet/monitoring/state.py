@@ -50,6 +50,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,10 @@ MAX_OUT_OF_ORDER = 256  # applied seqs kept above a sender's floor before gaps a
 FUTURE_MINUTES = 60  # parts stamped further ahead of the monitor's clock are refused
 REFERENCE_RETRY_S = 60.0  # a reference that failed to load is retried after this long
 HISTORY_IN_DETAIL = 20  # status changes shown by model()
+# Evaluations whose statistics each model keeps in memory for history() (the drift statistic
+# over time on the dashboard): 4 h at the default of one evaluation a minute. Not stored: a
+# restarted monitor starts the trail afresh (status changes, alerts and retrains are stored).
+TRAIL_KEPT = 240
 
 SKETCH = "sketch"
 Realised = ConfusionCounts | ErrorCounts
@@ -311,6 +316,7 @@ class _ModelState:
     evaluated_at: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)  # by version
+    trail: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=TRAIL_KEPT))
 
 
 @dataclass
@@ -829,6 +835,16 @@ class MonitorState:
             self._sustained.append((model, st.streak))
         st.version, st.status, st.evaluated_at, st.summary = version, status, at, summary
         st.details = {v: self._detail(ev) for v, ev in evaluations.items()}
+        if primary is not None:
+            st.trail.append(
+                {
+                    "at": at,
+                    "version": primary.version,
+                    "status": status,
+                    "rows": primary.rows,
+                    "values": {c["name"]: c["value"] for c in primary.columns},
+                }
+            )
         self._dirty_models.add(model)
         self.counters["evaluations"] += 1
         return summary
@@ -1039,6 +1055,23 @@ class MonitorState:
         out["last_alert"] = self._last_alerts().get(name)
         out["last_retrain"] = self.store.last_retrains().get(name)
         return out
+
+    def history(self, name: str, limit: int = 50) -> dict[str, Any]:
+        """A model's past: per evaluation (kept in memory, oldest first) the statistic of
+        each column under its configured method, and from the store its latest status
+        changes, alerts (without the evaluation they carried) and retrains, newest first.
+        A model never monitored has empty lists."""
+        st = self._models.get(name)
+        alerts = self.store.alerts(name, limit)
+        for alert in alerts:
+            alert.pop("details", None)
+        return {
+            "model": name,
+            "statistics": list(st.trail) if st is not None else [],
+            "statuses": self.store.status_history(name, limit),
+            "alerts": alerts,
+            "retrains": self.store.retrains(name, limit),
+        }
 
     def last_detail(self, model: str) -> dict[str, Any] | None:
         """The latest evaluation's detail of the version a model's status is about."""

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.monitoring.protocol import FeedbackResult, Label
 from mlfleet.monitoring.sender import MonitorLink, MonitorUnavailable, SketchSender, sender_id
 from mlfleet.serving.auth import ApiKey, authenticate, bearer
+from mlfleet.serving.dashboard.routes import register_dashboard
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
 from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
 from mlfleet.serving.models import predict as predict_with
@@ -45,6 +47,7 @@ from mlfleet.serving.schemas import (
     RequestInvalid,
     RowValidator,
 )
+from mlfleet.serving.traffic import TrafficCounter
 from mlfleet.settings import Settings
 
 log = logging.getLogger("mlfleet.gateway")
@@ -202,6 +205,7 @@ class Gateway:
             load=registry.load_pipeline,
         )
         self.ongoing = 0  # predict requests this replica is handling right now
+        self.traffic = TrafficCounter()  # per model requests, errors, latency (dashboard)
         self.sketches = SketchSender(sender_id("gateway"), self.settings)
         self.monitor = MonitorLink()
         # However the app was deployed (`serve up`, `serve run`, `serve deploy`), its
@@ -296,10 +300,19 @@ class Gateway:
     async def predict(self, name: str, request: Request, response: Response) -> PredictResponse:
         """Predict with the champion (or the version pinned by ``X-Model-Version``)."""
         self.ongoing += 1
+        started = time.perf_counter()
+        status = 500
         try:
-            return await self._predict(name, request, response)
+            answer = await self._predict(name, request, response)
+            status = 200
+            return answer
+        except MlfleetError as exc:
+            status = exc.http_status
+            raise
         finally:
             self.ongoing -= 1
+            if name in self.champions:  # a known model: unknown names must not grow memory
+                self.traffic.record(name, time.perf_counter() - started, status)
 
     async def _predict(self, name: str, request: Request, response: Response) -> PredictResponse:
         authorize(request, self.settings.api_keys, "predict")
@@ -435,6 +448,10 @@ class Gateway:
         serve answers 422 naming why, and the old champion keeps serving.
         """
         authorize(request, self.settings.api_keys, "admin")
+        return await self.apply_promote(name, version)
+
+    async def apply_promote(self, name: str, version: str) -> dict[str, Any]:
+        """Promote once the caller is authorised (the admin route and the dashboard)."""
         check_name(name)
         check_version(version)
         await asyncio.to_thread(
@@ -446,6 +463,10 @@ class Gateway:
     async def rollback(self, name: str, request: Request) -> dict[str, Any]:
         """Return the champion to the previous one (admin), once that one loads."""
         authorize(request, self.settings.api_keys, "admin")
+        return await self.apply_rollback(name)
+
+    async def apply_rollback(self, name: str) -> dict[str, Any]:
+        """Roll back once the caller is authorised (the admin route and the dashboard)."""
         check_name(name)
         info = await asyncio.to_thread(
             registry.rollback, name, verify=self._verifier(asyncio.get_running_loop())
@@ -743,3 +764,7 @@ async def monitoring_model(
     """One model: per feature the drift statistics and verdict, with the reference and
     current histograms."""
     return await _gateway().monitoring_model(name, request, version)
+
+
+# The fleet dashboard (GET / and /dashboard/...): its own module, bound to this app.
+register_dashboard(app, _gateway, _replica_counts)

@@ -1,0 +1,1 @@
+"""The fleet dashboard: pages and SVG charts rendered by the gateway (``GET /``)."""
