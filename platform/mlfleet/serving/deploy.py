@@ -58,7 +58,7 @@ def fast_serve_env(settings: Settings) -> dict[str, str]:
     own port instead of through Serve's Python proxy actor. That port listens where the
     gateway does (MLFLEET_SERVE_HOST), so HAProxy is used only when API keys protect the
     gateway. Its files and ports are the head's own (Ray's defaults, /tmp/haproxy-serve and
-    ports 9101/8404, are shared by every cluster on the host), and its stats page and
+    ports 9101/8404/8500, are shared by every cluster on the host), and its stats page and
     Prometheus exporter listen on the head's address only (:func:`_loopback_haproxy`).
 
     Raises:
@@ -84,6 +84,8 @@ def fast_serve_env(settings: Settings) -> dict[str, str]:
                 # Ray's fixed defaults (9101, 8404) would collide between two clusters.
                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+                # Serve's Python proxy stays up behind HAProxy, on a fixed port (8500) too.
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(cluster.free_port()),
                 "RAY_SERVE_HAPROXY_BINARY_PATH": str(
                     _loopback_haproxy(settings, metrics_port, stats_port)
                 ),
