@@ -137,14 +137,21 @@ class PredictRequest(BaseModel):
     @classmethod
     def openapi_schema(cls, max_instances: int) -> dict[str, Any]:
         """The body's JSON schema as the handler enforces it (exactly one form, bounded)."""
+        # Values are scalars: the contract refuses anything nested (422, naming the field).
+        scalar = {"type": ["string", "number", "integer", "boolean", "null"]}
         rows = {
             "type": "array",
             "minItems": 1,
             "maxItems": max_instances,
-            "items": {"type": "object", "additionalProperties": True},
+            "items": {"type": "object", "additionalProperties": scalar},
         }
         split = DataframeSplit.model_json_schema()
         split["properties"]["data"]["maxItems"] = max_instances
+        split["properties"]["data"]["items"] = {"type": "array", "items": scalar}
+        split["properties"]["index"] = {
+            "anyOf": [{"type": "array", "items": scalar}, {"type": "null"}],
+            "description": "Row labels (ignored).",
+        }
         forms: list[dict[str, Any]] = [
             {
                 "type": "object",
