@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description='JSON list of {"name", "sha256", "scopes": ["predict", "admin", '
         '"dashboard"]}; create entries with `mlfleet keys create`. Empty: no auth, and the '
-        "gateway binds 127.0.0.1.",
+        "gateway binds 127.0.0.1 and refuses every client that is not on this machine "
+        "(loopback).",
     )
     serve_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway binds.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Gateway HTTP port.")
@@ -92,6 +93,25 @@ class Settings(BaseSettings):
     )
     max_request_bytes: int = Field(
         default=1 << 20, ge=1024, description="Largest request body; bigger ones get 413."
+    )
+    max_instances: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most rows one predict request may carry; more get 422 "
+        "(too_many_instances) before any model is looked up.",
+    )
+    gateway_offload_rows: int = Field(
+        default=256,
+        ge=0,
+        description="Predict requests with more rows than this are validated (and, when the "
+        "gateway answers them itself, predicted) in a worker thread, off the event loop "
+        "(~3 µs a row); smaller ones stay inline, where the thread hop would cost more.",
+    )
+    readiness_refresh_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a gateway replica re-checks that every champion answers, "
+        "for /readyz (which answers from that check, never runs one itself).",
     )
     max_num_models_per_replica: int = Field(
         default=8, ge=1, description="Model versions a pool replica keeps loaded (LRU)."

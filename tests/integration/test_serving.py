@@ -91,9 +91,10 @@ def client(gateway: str) -> Iterator[httpx.Client]:
 
 def test_health_readiness_and_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=auth())
     assert ready.status_code == 200, ready.text
     assert set(ready.json()["models"]) == set(FLEET)
+    assert client.get("/readyz").json() == {"ready": True}  # no key: no model list
     openapi = client.get("/openapi.json").json()
     assert "/v1/models/{name}/predict" in openapi["paths"]
     assert client.get("/docs").status_code == 200
@@ -402,7 +403,7 @@ def test_model_listing_is_cached_yet_follows_the_registry(client: httpx.Client) 
     assert promoted.status_code == 200, promoted.text
     # The replica that promoted lists the new champion at once (one gateway replica here).
     assert listed_champions(client)["loan-fast"] == "2"
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=auth())  # a moved champion is checked at once
     assert ready.status_code == 200 and ready.json()["models"]["loan-fast"]["version"] == "2"
     rolled = client.post("/v1/models/loan-fast/rollback", headers=admin)
     assert rolled.status_code == 200 and rolled.json()["champion"] == before

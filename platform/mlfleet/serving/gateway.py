@@ -14,36 +14,49 @@ monitor actor.
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlfleet import registry
 from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.monitoring.protocol import FeedbackResult, Label
 from mlfleet.monitoring.sender import MonitorLink, MonitorUnavailable, SketchSender, sender_id
-from mlfleet.serving.auth import ApiKey, authenticate, bearer
+from mlfleet.serving.auth import ADMIN_HEADER, ApiKey, authenticate, bearer, keyless_refusal
 from mlfleet.serving.dashboard.routes import register_dashboard
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
-from mlfleet.serving.models import ModelCard, check_name, check_version, load_card
+from mlfleet.serving.models import (
+    MODEL_NAME_PATTERN,
+    VERSION_PATTERN,
+    ModelCard,
+    check_name,
+    check_version,
+    load_card,
+)
 from mlfleet.serving.models import predict as predict_with
 from mlfleet.serving.names import POOL, dedicated_deployment_name
 from mlfleet.serving.schemas import (
+    ErrorEnvelope,
     FeedbackRequest,
     FeedbackResponse,
     PredictRequest,
     PredictResponse,
+    Readiness,
     RequestInvalid,
     RowValidator,
 )
@@ -53,6 +66,21 @@ from mlfleet.settings import Settings
 log = logging.getLogger("mlfleet.gateway")
 READY_TIMEOUT_S = 60.0
 FEEDBACK_FLUSH_TIMEOUT_S = 5.0
+# JSON nesting deeper than any request form needs (predict's deepest is 4) is refused
+# before parsing: json.loads recurses, and a body of 100k brackets would blow its stack.
+MAX_JSON_DEPTH = 32
+# Bodies larger than this are parsed in a worker thread, off the event loop (~1 ms of
+# json.loads); smaller ones are parsed inline, where a thread hop would cost more.
+OFFLOAD_JSON_BYTES = 64 << 10
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+# Absolute paths and file-like URIs in an error message: a server's layout is nobody's
+# business (MLflow and pyarrow name the files they fail on).
+_SERVER_PATH = re.compile(
+    r"\b(?:file|sqlite|s3|gs|hdfs|dbfs|mlflow-artifacts|models|runs):/+[^\s'\"]*"
+    r"|(?<![\w.:/~-])/[^\s'\"/:;,]+(?:/[^\s'\"/:;,]*)+"
+)
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 
 
 class ApiError(MlfleetError):
@@ -79,15 +107,48 @@ def overloaded(retry_after: int) -> ApiError:
 class PromoteRequest(BaseModel):
     """Body of ``POST /v1/models/{name}/promote``."""
 
-    version: str
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(
+        pattern=VERSION_PATTERN, description="The registry version to make champion."
+    )
 
 
-def envelope(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
+def scrub(message: str) -> str:
+    """``message`` without server paths or file URIs (each becomes ``<path>``)."""
+    return _SERVER_PATH.sub("<path>", message) if "/" in message else message
+
+
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     """The error body every failure uses."""
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    body: dict[str, Any] = {"error": {"code": code, "message": scrub(message)}}
     if request_id:
         body["error"]["request_id"] = request_id
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+class _Guard:
+    """Checks every request before any route sees it: keyless mode's loopback-only rule
+    (403) and a declared body over the limit (413). Plain ASGI, a couple of µs a request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = _GATEWAY
+        if gateway is not None and scope["type"] == "http":
+            refusal = gateway.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app() -> FastAPI:
@@ -108,13 +169,13 @@ def create_app() -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return envelope(exc.status_code, code, str(exc.detail))
+        # A 405 carries the route's ``Allow`` header (RFC 9110).
+        return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return envelope(422, "invalid_request", f"{where}: {first.get('msg')}")
+        return envelope(422, "invalid_request", _first_problem(first))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -122,6 +183,8 @@ def create_app() -> FastAPI:
         log.exception("unhandled error %s", request_id)
         return envelope(500, "internal", "internal error; see the gateway logs", request_id)
 
+    app.add_middleware(_Guard)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -129,8 +192,18 @@ app = create_app()
 
 
 def authorize(request: Request, keys: list[ApiKey], scope: str) -> ApiKey | None:
-    """The caller's key if it may use ``scope``; 401/403 otherwise (no keys: auth is off)."""
+    """The caller's key if it may use ``scope``; 401/403 otherwise.
+
+    Without keys (keyless mode, loopback clients only) predict routes are open, and admin
+    routes need the ``X-Mlfleet-Admin: 1`` header, which no web page can send cross-origin.
+    """
     if not keys:
+        if scope == "admin" and request.headers.get(ADMIN_HEADER) != "1":
+            raise ApiError(
+                403,
+                "forbidden",
+                f"without API keys, admin routes need the header {ADMIN_HEADER}: 1",
+            )
         return None
     presented = bearer(request.headers.get("authorization")) or request.headers.get("x-api-key")
     key = authenticate(presented, keys)
@@ -145,25 +218,80 @@ def authorize(request: Request, keys: list[ApiKey], scope: str) -> ApiKey | None
     return key
 
 
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+
+
 async def _read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body, read only after the caller authenticated it.
+
+    Refuses (4xx) a wrong content type, a body over ``limit`` bytes (before reading past
+    it), invalid JSON or UTF-8, nesting deeper than :data:`MAX_JSON_DEPTH`, and escaped
+    lone UTF-16 surrogates (which no UTF-8 text, pyarrow column or JSON answer can hold).
+    """
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+        raise too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+            raise too_large(limit)
+    data = bytes(body)
+    if len(data) > OFFLOAD_JSON_BYTES:
+        return await asyncio.to_thread(parse_json, data)
+    return parse_json(data)
+
+
+def parse_json(data: bytes) -> Any:
+    """``data`` parsed as a request body (see :func:`_read_json`); 400 when it cannot be."""
+    # Brackets can only nest as deep as there are of them: the exact scan runs only when
+    # the cheap count leaves room for doubt (a many-row body), never for a small request.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, "bad_json", f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(body)
+        payload = json.loads(data)
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the JSON nests too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    if b"\\u" in data and _ESCAPED_SURROGATE.search(data):
+        try:  # paired surrogates are fine; a lone one cannot be encoded
+            json.dumps(payload, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ApiError(
+                400, "bad_json", "the JSON holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
+            ) from None
+    return payload
+
+
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``data`` (brackets in strings skipped)."""
+    depth = deepest = 0
+    for match in _JSON_TOKEN.finditer(data):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 Body = TypeVar("Body", bound=BaseModel)
+
+
+def _first_problem(error: Any) -> str:
+    """One pydantic error as ``where: what``, with long keys of the client's cut short."""
+    where = ".".join(str(p)[:64] for p in error.get("loc", ()) if p != "body")
+    what = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
 
 
 def _parsed(model: type[Body], payload: Any, field: str) -> Body:
@@ -173,9 +301,7 @@ def _parsed(model: type[Body], payload: Any, field: str) -> Body:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RequestInvalid(f"{where}: {first['msg']}") from None
+        raise RequestInvalid(_first_problem(exc.errors()[0])) from None
 
 
 class Gateway:
@@ -214,16 +340,46 @@ class Gateway:
             target=_ensure_monitor, args=(self.settings, specs_dir), daemon=True
         ).start()
         self._refresher: asyncio.Task[None] | None = None
+        # /readyz answers from this cache; a background task refreshes it.
+        self._readiness: tuple[bool, dict[str, Any]] | None = None
+        self._readiness_task: asyncio.Task[None] | None = None
+        self._readiness_check: asyncio.Task[tuple[bool, dict[str, Any]]] | None = None
+        self.keyless = not self.settings.api_keys
+        self.behind_haproxy = _haproxy_ingress()
+        self._content_limit = str(self.settings.max_request_bytes)
         # One gateway per replica process: the routes below find it here. (Serve's
         # class-based routes lose their rewritten signatures when the class is pickled by
         # reference, so plain functions it is.)
         global _GATEWAY
         _GATEWAY = self
-        if not self.settings.api_keys:
+        if self.keyless:
             log.warning(
-                "no API keys configured: authentication is off and the gateway "
-                "listens on 127.0.0.1 only"
+                "no API keys configured: the gateway serves loopback clients only, "
+                "and admin routes need the %s: 1 header",
+                ADMIN_HEADER,
             )
+
+    def refusal(self, scope: Scope) -> JSONResponse | None:
+        """The answer that ends a request before routing, or None to let it through."""
+        if self.keyless:
+            client = scope.get("client")
+            host = None
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value.decode("latin-1")
+                    break
+            reason = keyless_refusal(client[0] if client else None, host, self.behind_haproxy)
+            if reason is not None:
+                return envelope(403, "forbidden", reason)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                # Compared as digits, not parsed: a 10 GB claim costs nothing to refuse.
+                declared = value.decode("latin-1").lstrip("0") or "0"
+                limit = self._content_limit
+                if not declared.isdigit() or (len(declared), declared) > (len(limit), limit):
+                    return envelope(413, "payload_too_large", f"the body is over {limit} bytes")
+                break
+        return None
 
     # --- the fleet's models and champion aliases, cached ---------------------------------
 
@@ -292,10 +448,49 @@ class Gateway:
         """The process is alive."""
         return {"status": "ok"}
 
-    async def readyz(self) -> JSONResponse:
-        """Every champion loads (503 with the failing models otherwise)."""
-        ok, models = await self.readiness()
-        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "models": models})
+    async def readyz(self, request: Request) -> JSONResponse:
+        """Whether every champion answers (503 otherwise), from a cache refreshed in the
+        background: a caller never makes the fleet load anything. The per-model details
+        need a valid key (any scope), or keyless mode.
+        """
+        ok, models = await self._cached_readiness()
+        body: dict[str, Any] = {"ready": ok}
+        if self.keyless or self._any_key(request):
+            body["models"] = models
+        return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    def _any_key(self, request: Request) -> bool:
+        presented = bearer(request.headers.get("authorization")) or request.headers.get("x-api-key")
+        return authenticate(presented, self.settings.api_keys) is not None
+
+    async def _cached_readiness(self) -> tuple[bool, dict[str, Any]]:
+        """The last readiness check; a fresh one only when there is none yet or a champion
+        moved since (one check shared by every caller waiting on it)."""
+        if self._readiness_task is None or self._readiness_task.done():
+            self._readiness_task = asyncio.get_running_loop().create_task(self._readiness_loop())
+        cached = self._readiness
+        if cached is None or self._champions_moved(cached[1]):
+            return await self._check_readiness()
+        return cached
+
+    def _champions_moved(self, checked: dict[str, Any]) -> bool:
+        current = {name: v for name, v in self.champions.items() if v is not None}
+        return current != {name: entry["version"] for name, entry in checked.items()}
+
+    async def _check_readiness(self) -> tuple[bool, dict[str, Any]]:
+        if self._readiness_check is None or self._readiness_check.done():
+            self._readiness_check = asyncio.get_running_loop().create_task(self.readiness())
+        try:
+            self._readiness = await asyncio.shield(self._readiness_check)
+        except Exception:  # the registry may be briefly unavailable
+            log.warning("could not check readiness", exc_info=True)
+            self._readiness = (False, {})
+        return self._readiness
+
+    async def _readiness_loop(self) -> None:
+        while True:
+            await self._check_readiness()
+            await asyncio.sleep(self.settings.readiness_refresh_seconds)
 
     async def predict(self, name: str, request: Request, response: Response) -> PredictResponse:
         """Predict with the champion (or the version pinned by ``X-Model-Version``)."""
@@ -315,15 +510,32 @@ class Gateway:
                 self.traffic.record(name, time.perf_counter() - started, status)
 
     async def _predict(self, name: str, request: Request, response: Response) -> PredictResponse:
-        authorize(request, self.settings.api_keys, "predict")
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        settings = self.settings
+        authorize(request, settings.api_keys, "predict")
+        request_id = request.headers.get("x-request-id")
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        elif not REQUEST_ID.fullmatch(request_id):
+            raise ApiError(
+                400,
+                "bad_request_id",
+                "X-Request-Id must be 1-128 letters, digits, '.', '_' or '-'",
+            )
         check_name(name)
-        payload = await _read_json(request, self.settings.max_request_bytes)
-        rows = _parsed(PredictRequest, payload, "instances").rows()
         pinned = request.headers.get("x-model-version")
-        version = check_version(pinned) if pinned else await self.champion(name)
+        if pinned is not None:
+            check_version(pinned)
+        payload = await _read_json(request, settings.max_request_bytes)
+        body = _parsed(PredictRequest, payload, "instances")
+        body.check_count(settings.max_instances)
+        version = pinned or await self.champion(name)
         await self.card(name, version)
-        frame, logged = self.validators[(name, version)].read(rows)
+        validator = self.validators[(name, version)]
+        large = body.count() > settings.gateway_offload_rows
+        if large:  # ~3 µs a row: a big request must not stall every other one on this loop
+            frame, logged = await asyncio.to_thread(_read_rows, validator, body)
+        else:
+            frame, logged = validator.read(body.rows())
         local = self.inline.get(name, version)
         if local is not None:
             # Let requests already waiting on the socket reach the handler first, so that
@@ -332,7 +544,10 @@ class Gateway:
         if local is not None and self.ongoing <= INLINE_WHEN_ONGOING_AT_MOST:
             # Nothing else in hand: answering here beats a hop to a model replica.
             served_by = "gateway"
-            result = predict_with(local, frame)
+            if large:
+                result = await asyncio.to_thread(predict_with, local, frame)
+            else:
+                result = predict_with(local, frame)
         elif name in self.dedicated:
             served_by = "dedicated"
             deployment = self.dedicated[name]
@@ -614,6 +829,20 @@ class Gateway:
         return ok, status
 
 
+def _read_rows(validator: RowValidator, body: PredictRequest) -> tuple[Any, Any]:
+    return validator.read(body.rows())
+
+
+def _haproxy_ingress() -> bool:
+    """Whether Serve's HAProxy ingress forwards requests to this replica (Ray's own flag,
+    as this replica's Serve read it)."""
+    try:
+        from ray.serve._private import constants
+    except ImportError:
+        return False
+    return bool(getattr(constants, "RAY_SERVE_ENABLE_HA_PROXY", False))
+
+
 def _ensure_monitor(settings: Settings, specs_dir: str | None) -> None:
     """Start the fleet's monitor unless it runs (a gateway replica's start-up, in a thread)."""
     from mlfleet.monitoring.actor import ensure_monitor
@@ -660,26 +889,155 @@ def _gateway() -> Gateway:
     return _GATEWAY
 
 
-@app.get("/healthz", tags=["health"])
+# --- OpenAPI: what each route answers -------------------------------------------------------
+
+_ERRORS: dict[int, str] = {
+    400: "Malformed body: invalid JSON or UTF-8, nesting deeper than 32 levels, an unpaired "
+    "surrogate, or a malformed X-Request-Id.",
+    401: "Missing or invalid API key.",
+    403: "The key lacks the scope; or, without API keys configured, the client is not on "
+    "this machine (or an admin route lacks X-Mlfleet-Admin: 1).",
+    404: "Unknown model or version (or a name that cannot be one).",
+    409: "The registry's state does not allow it (e.g. no previous champion to roll back to).",
+    413: "The body is over MLFLEET_MAX_REQUEST_BYTES.",
+    415: "The body is not sent as application/json.",
+    422: "The body does not have the documented shape, or its rows break the model's "
+    "contract (the message names the row and field); for promote and rollback, the "
+    "version does not load (the old champion keeps serving).",
+    503: "The gateway is starting or overloaded (see Retry-After), or a service it needs "
+    "(the drift monitor) cannot be reached.",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for ``codes``: each the error envelope. Every route can also
+    answer 403 (keyless mode), 413 (body limit) and 503 (starting or overloaded)."""
+    every = sorted({*codes, 403, 413, 503})
+    return {code: {"model": ErrorEnvelope, "description": _ERRORS[code]} for code in every}
+
+
+KEYED = (401, 403)
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+_NAME = PathParam(description="Model name.", json_schema_extra={"pattern": MODEL_NAME_PATTERN})
+
+
+def _keyed(**extra: Any) -> dict[str, Any]:
+    """``openapi_extra`` of a route that needs a key."""
+    return {"security": _SECURITY, **extra}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document, with the request bodies the handlers read themselves
+    (bounded as this gateway's settings bound them) and its two ways to present a key."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    max_instances = (
+        _GATEWAY.settings.max_instances
+        if _GATEWAY is not None
+        else Settings.model_fields["max_instances"].default
+    )
+    bodies: dict[str, dict[str, Any]] = {
+        "PredictRequest": PredictRequest.openapi_schema(max_instances),
+        "PromoteRequest": PromoteRequest.model_json_schema(),
+        "FeedbackRequest": FeedbackRequest.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        ),
+    }
+    for name, schema in bodies.items():
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    # Names of paths are not validated by FastAPI (the handlers answer 404 themselves), so
+    # its default 422 "HTTPValidationError" answer is not one these routes give.
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422", {})
+            ref = str(answer.get("content", {}).get("application/json", {}).get("schema", {}))
+            if "HTTPValidationError" in ref:
+                del operation["responses"]["422"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    components["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Authorization: Bearer <key>",
+        },
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    app.openapi_schema = doc
+    return doc
+
+
+@app.get(
+    "/healthz",
+    tags=["health"],
+    responses={k: v for k, v in errors().items() if k != 503},
+)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@app.get("/readyz", tags=["health"])
-async def readyz() -> JSONResponse:
-    """Every champion loads (503 with the failing models otherwise)."""
-    return await _gateway().readyz()
+@app.get(
+    "/readyz",
+    tags=["health"],
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses={
+        **errors(),
+        503: {
+            "description": "Not every champion answers (or the gateway is starting).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Readiness"},
+                            {"$ref": "#/components/schemas/ErrorEnvelope"},
+                        ]
+                    }
+                }
+            },
+        },
+    },
+    openapi_extra={"security": [{}, *_SECURITY]},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Whether every champion answers (503 otherwise), from a cache refreshed in the
+    background. Only ``{"ready": ...}`` without a key; per-model details with a valid key
+    (any scope)."""
+    return await _gateway().readyz(request)
 
 
-@app.get("/v1/models", tags=["models"])
+@app.get("/v1/models", tags=["models"], responses=errors(*KEYED), openapi_extra=_keyed())
 async def list_models(request: Request) -> dict[str, Any]:
     """Every model: champion, serving mode, replicas, dataset version, contract columns."""
     return await _gateway().list_models(request)
 
 
-@app.get("/v1/models/{name}", tags=["models"])
-async def describe(name: str, request: Request) -> dict[str, Any]:
+@app.get(
+    "/v1/models/{name}",
+    tags=["models"],
+    responses=errors(*KEYED, 404),
+    openapi_extra=_keyed(),
+)
+async def describe(request: Request, name: str = _NAME) -> dict[str, Any]:
     """One model: contract, metrics and lineage tags of its champion."""
     return await _gateway().describe(name, request)
 
@@ -688,81 +1046,120 @@ async def describe(name: str, request: Request) -> dict[str, Any]:
     "/v1/models/{name}/predict",
     tags=["predict"],
     response_model=PredictResponse,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
-        }
+    responses={
+        200: {
+            "headers": {
+                "X-Served-By": {
+                    "description": "Where it ran: gateway, dedicated or pool.",
+                    "schema": {"type": "string", "enum": ["gateway", "dedicated", "pool"]},
+                }
+            }
+        },
+        **errors(*KEYED, 400, 404, 415, 422),
     },
+    openapi_extra=_keyed(
+        **_body("PredictRequest"),
+        parameters=[
+            {
+                "name": "X-Model-Version",
+                "in": "header",
+                "required": False,
+                "description": "Predict with this version instead of the champion.",
+                "schema": {"type": "string", "pattern": VERSION_PATTERN},
+            },
+            {
+                "name": "X-Request-Id",
+                "in": "header",
+                "required": False,
+                "description": "Your id for this request (feedback labels refer to it); "
+                "one is made up when absent.",
+                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+            },
+        ],
+    ),
 )
-async def predict(name: str, request: Request, response: Response) -> PredictResponse:
+async def predict(request: Request, response: Response, name: str = _NAME) -> PredictResponse:
     """Predict with the champion, or the version pinned by the ``X-Model-Version`` header.
 
-    The ``X-Served-By`` response header says where it ran: ``gateway`` (a small model
+    At most ``MLFLEET_MAX_INSTANCES`` rows (422 ``too_many_instances`` beyond). The
+    ``X-Served-By`` response header says where it ran: ``gateway`` (a small model
     answered inside an otherwise idle gateway), ``dedicated`` or ``pool``.
     """
     return await _gateway().predict(name, request, response)
 
 
-@app.post("/v1/models/{name}/promote", tags=["admin"])
-async def promote(name: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
+@app.post(
+    "/v1/models/{name}/promote",
+    tags=["admin"],
+    responses=errors(*KEYED, 400, 404, 409, 415, 422),
+    openapi_extra=_keyed(**_body("PromoteRequest")),
+)
+async def promote(request: Request, name: str = _NAME) -> dict[str, Any]:
     """Make ``version`` the champion (admin scope)."""
-    return await _gateway().promote(name, body.version, request)
+    gateway = _gateway()
+    # The key first: nobody gets a body read, let alone parsed, without one.
+    authorize(request, gateway.settings.api_keys, "admin")
+    check_name(name)
+    payload = await _read_json(request, gateway.settings.max_request_bytes)
+    body = _parsed(PromoteRequest, payload, "version")
+    return await gateway.promote(name, body.version, request)
 
 
-@app.post("/v1/models/{name}/rollback", tags=["admin"])
-async def rollback(name: str, request: Request) -> dict[str, Any]:
+@app.post(
+    "/v1/models/{name}/rollback",
+    tags=["admin"],
+    responses=errors(*KEYED, 404, 409, 422),
+    openapi_extra=_keyed(),
+)
+async def rollback(request: Request, name: str = _NAME) -> dict[str, Any]:
     """Point the champion back at the previous champion (admin scope)."""
     return await _gateway().rollback(name, request)
-
-
-MONITOR_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "Unknown model (or one the monitor has no data for yet)."},
-    503: {"description": "The drift monitor is not reachable."},
-}
 
 
 @app.post(
     "/v1/models/{name}/feedback",
     tags=["monitoring"],
     response_model=FeedbackResponse,
-    responses=MONITOR_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
-        }
-    },
+    responses=errors(*KEYED, 400, 404, 415, 422),
+    openapi_extra=_keyed(**_body("FeedbackRequest")),
 )
-async def feedback(name: str, request: Request) -> FeedbackResponse:
+async def feedback(request: Request, name: str = _NAME) -> FeedbackResponse:
     """Ground truth for earlier predictions, by the ``request_id`` they answered with.
 
     ``row`` picks a row of a multi-row request (default 0). Labels join the predictions the
     monitor still holds; their realised accuracy (or MAE) then shows in
-    ``GET /v1/monitoring``. Scope ``predict``.
+    ``GET /v1/monitoring``. Scope ``predict``. 404: unknown model (or one the monitor has
+    no data for yet); 503: the drift monitor is not reachable.
     """
     return await _gateway().feedback(name, request)
 
 
-@app.get("/v1/monitoring", tags=["monitoring"], responses={503: MONITOR_ERRORS[503]})
+@app.get("/v1/monitoring", tags=["monitoring"], responses=errors(*KEYED), openapi_extra=_keyed())
 async def monitoring(request: Request) -> dict[str, Any]:
     """Every monitored model: status, drifted features, rows in the window, estimated and
-    realised performance, last alert and last retrain."""
+    realised performance, last alert and last retrain. 503: the drift monitor is not
+    reachable."""
     return await _gateway().monitoring(request)
 
 
-@app.get("/v1/monitoring/{name}", tags=["monitoring"], responses=MONITOR_ERRORS)
+@app.get(
+    "/v1/monitoring/{name}",
+    tags=["monitoring"],
+    responses=errors(*KEYED, 404),
+    openapi_extra=_keyed(),
+)
 async def monitoring_model(
-    name: str,
     request: Request,
+    name: str = _NAME,
     version: str | None = Query(
         default=None,
         description="A version with rows in the window (default: the one the "
         "model's status is about).",
+        json_schema_extra={"pattern": VERSION_PATTERN},
     ),
 ) -> dict[str, Any]:
     """One model: per feature the drift statistics and verdict, with the reference and
-    current histograms."""
+    current histograms. 404: unknown model or version, or no data for it yet."""
     return await _gateway().monitoring_model(name, request, version)
 
 

@@ -16,8 +16,13 @@ from mlfleet import registry
 from mlfleet.contract.schema import Contract
 from mlfleet.errors import MlfleetError
 
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-VERSION = re.compile(r"^[0-9]{1,9}$")
+# Checked with ``fullmatch``: ``$`` would also match before a trailing newline, and a
+# name or version that reaches the registry must be exactly what these patterns say
+# (ASCII only: no separators, dots, NUL or Unicode look-alikes can get through).
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+VERSION_PATTERN = r"^[0-9]{1,9}$"
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.ASCII)
+VERSION = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 class BadModelName(MlfleetError):
@@ -29,14 +34,14 @@ class BadModelName(MlfleetError):
 
 def check_name(name: str) -> str:
     """``name`` if it is a valid model name, else a 404 error (without echoing long input)."""
-    if not MODEL_NAME.match(name):
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise BadModelName("unknown model: names match ^[a-z0-9][a-z0-9-]{0,62}$")
     return name
 
 
 def check_version(version: str) -> str:
     """``version`` if it looks like a registry version number."""
-    if not VERSION.match(version):
+    if not isinstance(version, str) or not VERSION.fullmatch(version):
         raise BadModelName("unknown model version: versions are whole numbers")
     return version
 

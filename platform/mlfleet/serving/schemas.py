@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Annotated, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from mlfleet.contract import semantics
 from mlfleet.contract.schema import ColumnSpec, Contract
@@ -21,42 +32,168 @@ class RequestInvalid(MlfleetError):
     http_status = 422
 
 
-class PredictRequest(BaseModel):
-    """``{"instances": [...]}``, or MLflow's ``dataframe_records`` / ``dataframe_split``."""
+PREDICT_FORMS = ("instances", "dataframe_records", "dataframe_split")
+MAX_LABELS = 10_000  # labels per feedback request
+MAX_LABEL_TEXT = 1_000
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT_MAX = sys.float_info.max
+
+
+class TooManyInstances(RequestInvalid):
+    """A predict request with more rows than MLFLEET_MAX_INSTANCES (HTTP 422)."""
+
+    code = "too_many_instances"
+
+
+class DataframeSplit(BaseModel):
+    """MLflow's pandas ``split`` orient: column names once, then rows of values."""
 
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[dict[str, Any]] | None = Field(default=None, description="Rows as objects.")
-    dataframe_records: list[dict[str, Any]] | None = Field(default=None)
-    dataframe_split: dict[str, Any] | None = Field(
+    columns: list[StrictStr] = Field(
+        min_length=1,
+        json_schema_extra={"uniqueItems": True},
+        description="Column names, each once.",
+    )
+    data: list[list[Any]] = Field(
+        min_length=1, description="Rows, each with one value per column, in column order."
+    )
+    index: list[Any] | None = Field(default=None, description="Row labels (ignored).")
+
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, columns: list[str]) -> list[str]:
+        if len(set(columns)) != len(columns):
+            raise ValueError("column names must be unique")
+        return columns
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of ``{"instances": [...]}``, or MLflow's ``dataframe_records`` /
+    ``dataframe_split``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, description="Rows as objects."
+    )
+    dataframe_records: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, description="Rows as objects (MLflow's name)."
+    )
+    dataframe_split: DataframeSplit | None = Field(
         default=None, description='{"columns": [...], "data": [[...], ...]}'
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, payload: Any) -> Any:
+        if isinstance(payload, dict):
+            unknown = [k for k in payload if k not in PREDICT_FORMS]
+            if unknown:
+                raise ValueError(
+                    f"unknown field {str(unknown[0])[:64]!r}: give exactly one of "
+                    "instances, dataframe_records, dataframe_split"
+                )
+            if len(payload) != 1:
+                raise ValueError(
+                    "give exactly one of instances, dataframe_records, dataframe_split"
+                )
+            form = next(iter(payload))
+            if payload[form] is None:
+                raise ValueError(f"{form} must not be null")
+        return payload
+
+    def count(self) -> int:
+        """How many rows the request carries."""
+        if self.dataframe_split is not None:
+            return len(self.dataframe_split.data)
+        return len(self.instances or self.dataframe_records or ())
+
+    def check_count(self, most: int) -> None:
+        """Refuse more than ``most`` rows (MLFLEET_MAX_INSTANCES)."""
+        if self.count() > most:
+            raise TooManyInstances(
+                f"the request holds {self.count()} rows; at most {most} are allowed "
+                "(MLFLEET_MAX_INSTANCES): split it"
+            )
+
     def rows(self) -> list[dict[str, Any]]:
         """The request's rows, whichever of the three shapes it used."""
-        given = [
-            x
-            for x in (self.instances, self.dataframe_records, self.dataframe_split)
-            if x is not None
-        ]
-        if len(given) != 1:
-            raise RequestInvalid(
-                "give exactly one of instances, dataframe_records, dataframe_split"
-            )
-        if self.dataframe_split is not None:
-            split = self.dataframe_split
-            columns, data = split.get("columns"), split.get("data")
-            if not isinstance(columns, list) or not isinstance(data, list):
-                raise RequestInvalid("dataframe_split needs 'columns' and 'data' lists")
+        split = self.dataframe_split
+        if split is not None:
+            width = len(split.columns)
             out = []
-            for i, row in enumerate(data):
-                if not isinstance(row, list) or len(row) != len(columns):
-                    raise RequestInvalid(f"row {i}: expected {len(columns)} values")
-                out.append(dict(zip(columns, row, strict=True)))
+            for i, row in enumerate(split.data):
+                if len(row) != width:
+                    raise RequestInvalid(
+                        f"dataframe_split row {i}: expected {width} values, got {len(row)}"
+                    )
+                out.append(dict(zip(split.columns, row, strict=True)))
             return out
         rows = self.instances if self.instances is not None else self.dataframe_records
         assert rows is not None
         return rows
+
+    @classmethod
+    def openapi_schema(cls, max_instances: int) -> dict[str, Any]:
+        """The body's JSON schema as the handler enforces it (exactly one form, bounded)."""
+        # Values are scalars: the contract refuses anything nested (422, naming the field).
+        scalar = {"type": ["string", "number", "integer", "boolean", "null"]}
+        rows = {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": max_instances,
+            "items": {"type": "object", "additionalProperties": scalar},
+        }
+        split = DataframeSplit.model_json_schema()
+        split["properties"]["data"]["maxItems"] = max_instances
+        split["properties"]["data"]["items"] = {"type": "array", "items": scalar}
+        split["properties"]["index"] = {
+            "anyOf": [{"type": "array", "items": scalar}, {"type": "null"}],
+            "description": "Row labels (ignored).",
+        }
+        forms: list[dict[str, Any]] = [
+            {
+                "type": "object",
+                "title": form,
+                "properties": {form: schema},
+                "required": [form],
+                "additionalProperties": False,
+            }
+            for form, schema in (
+                ("instances", rows),
+                ("dataframe_records", rows),
+                ("dataframe_split", split),
+            )
+        ]
+        return {"title": cls.__name__, "description": cls.__doc__, "oneOf": forms}
+
+
+class ErrorBody(BaseModel):
+    """What went wrong, in a client's words (never a stack trace or an echo of the body)."""
+
+    code: str = Field(description="Stable machine-readable code, e.g. `invalid_input`.")
+    message: str = Field(description="What was wrong and, where it helps, how to fix it.")
+    request_id: str | None = Field(
+        default=None, description="For internal errors: the id to look for in the logs."
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorBody
+
+
+class Readiness(BaseModel):
+    """``/readyz``: whether every champion answers (details only for a valid key)."""
+
+    ready: bool
+    models: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Per model: its champion version, whether it is ready, and the error "
+        "type when not (with a valid key, or in keyless mode).",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -78,9 +215,14 @@ class FeedbackLabel(BaseModel):
     request_id: str = Field(
         min_length=1, max_length=128, description="The request id a prediction answered with."
     )
-    label: StrictBool | StrictInt | StrictFloat | StrictStr = Field(
-        description="The true class (classifiers) or value (regressors)."
-    )
+    # Bounded like a contract value: a 400-digit integer, NaN or a megabyte of text is
+    # no label, and would only fail later, inside the monitor.
+    label: (
+        StrictBool
+        | Annotated[StrictInt, Field(ge=_INT64[0], le=_INT64[1])]
+        | Annotated[StrictFloat, Field(allow_inf_nan=False, ge=-_FLOAT_MAX, le=_FLOAT_MAX)]
+        | Annotated[StrictStr, Field(max_length=MAX_LABEL_TEXT)]
+    ) = Field(description="The true class (classifiers) or value (regressors).")
     row: int = Field(
         default=0, ge=0, le=1_000_000, description="Which row of that request (0 for the first)."
     )
@@ -91,7 +233,9 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    labels: list[FeedbackLabel] = Field(min_length=1, description="Labels, in any order.")
+    labels: list[FeedbackLabel] = Field(
+        min_length=1, max_length=MAX_LABELS, description="Labels, in any order."
+    )
 
 
 class FeedbackResponse(BaseModel):
