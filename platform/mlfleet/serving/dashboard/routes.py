@@ -284,6 +284,7 @@ def register_dashboard(
         return app.get(
             path,
             tags=["dashboard"],
+            include_in_schema=False,  # HTML pages for people, not the JSON API
             response_class=HTMLResponse,
             response_model=None,
             responses=responses,
@@ -450,6 +451,7 @@ def register_dashboard(
     @app.post(
         "/dashboard/models/{name}/promote",
         tags=["dashboard"],
+        include_in_schema=False,  # HTML pages for people, not the JSON API
         response_model=None,
         status_code=303,
         responses={**DENIED, 404: {"description": "Unknown model or version."}},
@@ -466,6 +468,7 @@ def register_dashboard(
     @app.post(
         "/dashboard/models/{name}/rollback",
         tags=["dashboard"],
+        include_in_schema=False,  # HTML pages for people, not the JSON API
         response_model=None,
         status_code=303,
         responses={
@@ -501,7 +504,12 @@ def register_dashboard(
         content = await asyncio.to_thread(path.read_text, errors="replace")
         return HTMLResponse(content, headers=REPORT_HEADERS)
 
-    @app.get("/dashboard/login", tags=["dashboard"], response_class=HTMLResponse)
+    @app.get(
+        "/dashboard/login",
+        tags=["dashboard"],
+        include_in_schema=False,  # HTML pages for people, not the JSON API
+        response_class=HTMLResponse,
+    )
     async def dashboard_login_form() -> HTMLResponse:
         """The key form."""
         return html(render.key_form())
@@ -509,6 +517,7 @@ def register_dashboard(
     @app.post(
         "/dashboard/login",
         tags=["dashboard"],
+        include_in_schema=False,  # HTML pages for people, not the JSON API
         response_model=None,
         status_code=303,
         responses=DENIED,
@@ -532,7 +541,13 @@ def register_dashboard(
             access.set_session(response, request, form["key"].strip())
         return response
 
-    @app.post("/dashboard/logout", tags=["dashboard"], response_model=None, status_code=303)
+    @app.post(
+        "/dashboard/logout",
+        tags=["dashboard"],
+        include_in_schema=False,  # HTML pages for people, not the JSON API
+        response_model=None,
+        status_code=303,
+    )
     async def dashboard_logout() -> Response:
         """Forget the session cookie; back to the key form."""
         response = RedirectResponse("/dashboard/login", status_code=303, headers=HEADERS)
