@@ -556,8 +556,7 @@ def summarise(r: dict[str, Any]) -> None:
         f"  monitor: {a.get('monitor_cpu_pct')}% CPU under load; GET /v1/monitoring "
         f"{a.get('monitoring_during_load', {}).get('median_ms')} ms under load, "
         f"{r['monitoring_after_load']['median_ms']} ms after\n"
-        f"  dashboard: "
-        + (f"{d['render_ms']['median_ms']} ms" if d["available"] else d["note"])
+        + (f"  dashboard: {d['render_ms']['median_ms']} ms" if d["available"] else f"  {d['note']}")
         + f"\n  models list: {r['models_list']['three_models_s']} s with 3, "
         f"{r['models_list'][f'{n}_models_s']} s with {n} (+{r['models_list']['extra_s']} s)"
     )
