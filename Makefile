@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup browser quickstart test test-reliability test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor clean
+.PHONY: help setup browser quickstart test test-reliability test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
@@ -18,7 +18,7 @@ help:
 	@echo "make test-fast    unit tests only (no Ray; seconds)"
 	@echo "make lint         ruff + mypy + import contracts (pyproject.toml)"
 	@echo "make bench        every side-by-side benchmark (slow; BENCH_FLAGS=--quick: smoke)"
-	@echo "make bench-validate / bench-train / bench-serve / bench-drift / bench-monitor   one of them"
+	@echo "make bench-validate / bench-train / bench-serve / bench-drift / bench-monitor / bench-fleet   one of them"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -58,7 +58,7 @@ lint: setup
 BENCH_FLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bench: bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor
+bench: bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet
 
 bench-validate: setup
 	$(VENV)/bin/python benchmarks/bench_validate.py $(BENCH_FLAGS)
@@ -78,6 +78,12 @@ bench-serve: setup
 # Evidently runs in its own uv environment (it needs pandas < 3), never in the project's.
 bench-drift: setup
 	$(VENV)/bin/python benchmarks/bench_drift.py --uv $(UV) $(BENCH_FLAGS)
+
+# 100 models registered and served from the pool under Zipf traffic (wrk); ~15 minutes.
+bench-fleet: setup
+	@command -v wrk >/dev/null || $(SUDO) apt-get install -y wrk \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+	$(VENV)/bin/python benchmarks/bench_fleet.py $(BENCH_FLAGS)
 
 # A real monitor actor on a local Ray and 16 sender actors; ~2 minutes.
 bench-monitor: setup

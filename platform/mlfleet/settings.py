@@ -187,6 +187,49 @@ class Settings(BaseSettings):
         "http://127.0.0.1:5000); the dashboard then links each training run to it.",
     )
 
+    # --- model-aware scaling (mlfleet.serving.scaling; a spec's serving.scaling overrides) ---
+    scaling_enabled: bool = Field(
+        default=False,
+        description="Promote pool models that stay hot to a dedicated deployment of their own "
+        "and fold them back once cold. Off by default: each promoted model reserves "
+        "the CPU share of its spec's serving block (0.25 unless set).",
+    )
+    scaling_promote_rps: float = Field(
+        default=20.0,
+        gt=0,
+        description="Requests per second, averaged over the window, at or above which a "
+        "pool model is promoted.",
+    )
+    scaling_fold_rps: float = Field(
+        default=5.0,
+        ge=0,
+        description="Requests per second at or below which a promoted model is folded back "
+        "(below scaling_promote_rps: the gap keeps a model at the threshold from flapping).",
+    )
+    scaling_window_seconds: float = Field(
+        default=60.0, gt=0, description="Request rates are averaged over this many seconds."
+    )
+    scaling_min_dwell_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A model that moved stays where it is at least this long.",
+    )
+    scaling_max_dedicated: int = Field(
+        default=2, ge=0, description="Most models promoted at once (the hottest first)."
+    )
+    scaling_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often gateways report their request counts and learn where each "
+        "model is served, and how often the scaler decides.",
+    )
+    scaling_ready_timeout_seconds: float = Field(
+        default=180.0,
+        gt=0,
+        description="How long a promotion may take to start its deployment and load the "
+        "model before it is given up (the model stays in the pool).",
+    )
+
     # --- prediction sites ---
     monitoring_enabled: bool = Field(
         default=True,
@@ -308,6 +351,14 @@ class Settings(BaseSettings):
     def _webhook_needs_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         if info.data.get("alert_webhook_url") and not value.get_secret_value():
             raise ValueError("required with MLFLEET_ALERT_WEBHOOK_URL (alerts are signed)")
+        return value
+
+    @field_validator("scaling_fold_rps")
+    @classmethod
+    def _fold_below_promote(cls, value: float, info: ValidationInfo) -> float:
+        promote = info.data.get("scaling_promote_rps")
+        if promote is not None and value >= promote:
+            raise ValueError("must be below MLFLEET_SCALING_PROMOTE_RPS")
         return value
 
     @field_validator("trust_registry_models", mode="before")

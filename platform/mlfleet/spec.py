@@ -161,10 +161,43 @@ class AutoscalingSpec(_Strict):
         return self
 
 
+class ScalingSpec(_Strict):
+    """Model-aware scaling of a pool model; unset fields take Settings' ``scaling_*``.
+
+    A pool model whose request rate stays at or above ``promote_rps`` gets a dedicated
+    deployment of its own; once it falls to ``fold_rps`` or below it goes back to the pool.
+    """
+
+    enabled: bool | None = Field(
+        default=None, description="Move this model (default: MLFLEET_SCALING_ENABLED)."
+    )
+    promote_rps: float | None = Field(
+        default=None, gt=0, description="Requests per second that earn a dedicated deployment."
+    )
+    fold_rps: float | None = Field(
+        default=None, ge=0, description="Requests per second at or below which it is folded."
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> ScalingSpec:
+        if (
+            self.promote_rps is not None
+            and self.fold_rps is not None
+            and self.fold_rps >= self.promote_rps
+        ):
+            raise ValueError("fold_rps must be below promote_rps")
+        return self
+
+
 class ServingSpec(_Strict):
     """How the model is served (pool = multiplexed with the long tail)."""
 
-    mode: Literal["pool", "dedicated"] = "pool"
+    mode: Literal["pool", "dedicated"] = Field(
+        default="pool",
+        description="dedicated: a deployment of its own, always; pool: multiplexed, and "
+        "promoted to a dedicated deployment while hot when scaling is on.",
+    )
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     batch_wait_timeout_s: float = Field(default=0.002, ge=0, le=1)

@@ -7,7 +7,7 @@ deploys them on the session's Ray the way ``mlfleet serve up`` would.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,14 +92,25 @@ def train_fleet(settings: Settings, specs: Path, names: Iterable[str]) -> None:
 def stop_monitor() -> None:
     """Kill the session's monitor actor, if any, and wait until its name is free (another
     module's fleet may have started one with its own settings)."""
-    import ray
-
     from mlfleet.monitoring.actor import find_monitor
 
-    handle = find_monitor()
+    _stop_actor(find_monitor, "the monitor")
+
+
+def stop_scaler() -> None:
+    """Kill the session's scaler actor (model-aware scaling), if any, likewise."""
+    from mlfleet.serving.scaler import find_scaler
+
+    _stop_actor(find_scaler, "the scaler")
+
+
+def _stop_actor(find: Callable[[], Any], what: str) -> None:
+    import ray
+
+    handle = find()
     if handle is not None:
         ray.kill(handle, no_restart=True)
-    wait_for(lambda: find_monitor() is None, timeout=60, what="the monitor's name released")
+    wait_for(lambda: find() is None, timeout=60, what=f"{what}'s name released")
 
 
 @contextmanager

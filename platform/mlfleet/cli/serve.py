@@ -6,6 +6,7 @@ The work is :mod:`mlfleet.serving.deploy`'s; these commands parse, call it and p
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -62,6 +63,14 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     for name, dep in info["deployments"].items():
         replicas = ", ".join(f"{n} {s.lower()}" for s, n in dep["replicas"].items())
         console.print(f"  {name}: {dep['status'].lower()} ({replicas})")
+    if info["scaling_moves"]:
+        console.print("recent scaling moves (newest first):")
+    for move in info["scaling_moves"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(move["at"]))
+        console.print(
+            f"  {when} {move['action']} {move['model']} ({move['outcome']}): {move['reason']}",
+            markup=False,
+        )
 
 
 @app.command()

@@ -77,10 +77,17 @@ class MonitorUnavailable(Exception):
 
 
 class MonitorLink:
-    """A cached handle to the monitor actor, looked up again after a failure."""
+    """A cached handle to the monitor actor, looked up again after a failure.
 
-    def __init__(self) -> None:
+    ``find`` and ``name`` point it at another of mlfleet's named actors (the scaler).
+    """
+
+    def __init__(
+        self, find: Callable[[], Any | None] | None = None, name: str = MONITOR_NAME
+    ) -> None:
         self._handle: Any = None
+        self._find = find or find_monitor_actor
+        self._name = name
 
     async def handle(self) -> Any:
         """The monitor's actor handle (the lookup runs off the event loop).
@@ -89,9 +96,9 @@ class MonitorLink:
             MonitorUnavailable: no monitor runs.
         """
         if self._handle is None:
-            found = await asyncio.to_thread(find_monitor_actor)
+            found = await asyncio.to_thread(self._find)
             if found is None:
-                raise MonitorUnavailable(f"no actor {MONITOR_NAME!r} in namespace {NAMESPACE!r}")
+                raise MonitorUnavailable(f"no actor {self._name!r} in namespace {NAMESPACE!r}")
             self._handle = found
         return self._handle
 
@@ -110,12 +117,14 @@ class MonitorLink:
         try:
             return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout)
         except TimeoutError:
-            raise MonitorUnavailable(f"the monitor did not answer within {timeout:.0f}s") from None
+            raise MonitorUnavailable(
+                f"actor {self._name!r} did not answer within {timeout:.0f}s"
+            ) from None
         except Exception as exc:
             if _unreachable(exc):
                 self.forget()
                 raise MonitorUnavailable(
-                    f"the monitor is unreachable ({type(exc).__name__})"
+                    f"actor {self._name!r} is unreachable ({type(exc).__name__})"
                 ) from None
             raise
 

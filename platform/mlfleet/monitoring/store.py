@@ -14,6 +14,9 @@ by default; the upserts are written for SQLite and PostgreSQL). Tables:
 ``monitor_alerts``           one row per alert (a change of judged status), with what each
                              sink made of it
 ``monitor_retrains``         one row per retrain the policy decided, with its Ray job id
+``scaling_moves``            one row per move of model-aware scaling (promoted to a
+                             dedicated deployment, folded back into the pool): why, the
+                             rate it saw, and how the move ended
 ============================ =============================================================
 
 The monitor actor writes buckets, senders, models, history and new alerts in group commits
@@ -128,6 +131,20 @@ retrains_table = sa.Table(
     sa.Column("job_id", sa.String(128), nullable=True),
     sa.Column("details", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+moves_table = sa.Table(
+    "scaling_moves",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("action", sa.String(16), nullable=False),  # promote | fold
+    sa.Column("outcome", sa.String(16), nullable=False),  # done | failed
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("rate", sa.Float, nullable=False),  # requests/s over the policy's window
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # JSON: deployment, seconds taken, error
 )
 
 
@@ -538,12 +555,53 @@ class MonitorStore:
         with self._reader.connect() as conn:
             return {r.model: _decoded(dict(r._mapping)) for r in conn.execute(query)}
 
+    # --- model-aware scaling (written by mlfleet.serving.scaler) ---------------------------
+
+    def record_move(
+        self,
+        model: str,
+        *,
+        action: str,
+        outcome: str,
+        reason: str,
+        rate: float,
+        threshold: float,
+        details: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> str:
+        """Record one scaling move as it ended; returns its id."""
+        move_id = new_id()
+        with self._engine.begin() as conn:
+            conn.execute(
+                moves_table.insert().values(
+                    id=move_id,
+                    model=model,
+                    at=time.time() if at is None else at,
+                    action=action,
+                    outcome=outcome,
+                    reason=reason,
+                    rate=rate,
+                    threshold=threshold,
+                    details=json.dumps(details or {}, default=str),
+                )
+            )
+        return move_id
+
+    def moves(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest scaling moves (of one model), newest first."""
+        return self._recent(moves_table, model, limit)
+
+    def last_moves(self) -> dict[str, dict[str, Any]]:
+        """Each model's latest scaling move."""
+        return self._latest(moves_table)
+
     # --- retention ----------------------------------------------------------------------
 
     def prune(self, before_minute: int, before_time: float, keep_models: Iterable[str]) -> int:
         """Delete buckets before ``before_minute``, history and senders before
         ``before_time``, and the statuses of models that have no bucket left and are not in
-        ``keep_models``. Alerts and retrains are kept (they are few and are the audit trail).
+        ``keep_models``. Alerts, retrains and scaling moves are kept (they are few and are
+        the audit trail).
 
         Returns:
             How many buckets went.

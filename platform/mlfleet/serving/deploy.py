@@ -20,11 +20,12 @@ from typing import Any
 from mlfleet import cluster
 from mlfleet.errors import MlfleetError
 from mlfleet.ray_runtime import connect
-from mlfleet.serving.names import APP_NAME
+from mlfleet.serving.names import APP_NAME, SCALED_APP_PREFIX
 from mlfleet.settings import Settings
 
 READY_TIMEOUT_S = 300.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+STATUS_MOVES = 10  # scaling moves `mlfleet serve status` shows
 
 Notify = Callable[[str], None]
 """Receives what a user should know while the fleet deploys (one plain-text line)."""
@@ -273,9 +274,11 @@ def _value(state: Any) -> str:
 
 
 def status(settings: Settings) -> dict[str, Any]:
-    """The fleet application's status, its ingress and its deployments with their replicas.
+    """The fleet application's status, its ingress, its deployments with their replicas,
+    and the latest moves of model-aware scaling (``scaling_moves``, newest first).
 
-    ``application`` is None when no fleet is deployed on the running cluster.
+    ``application`` is None when no fleet is deployed on the running cluster. Deployments
+    include those of models the scaler promoted (their own applications).
 
     Raises:
         ServeError: no cluster runs the fleet.
@@ -283,15 +286,30 @@ def status(settings: Settings) -> dict[str, Any]:
     connect_fleet(settings, start=False)
     from ray import serve
 
-    app_status = serve.status().applications.get(APP_NAME)
-    out: dict[str, Any] = {"application": None, "ingress": ingress(settings), "deployments": {}}
+    from mlfleet.monitoring.store import MonitorStore
+
+    applications = serve.status().applications
+    app_status = applications.get(APP_NAME)
+    out: dict[str, Any] = {
+        "application": None,
+        "ingress": ingress(settings),
+        "deployments": {},
+        "scaling_moves": [],
+    }
     if app_status is not None:
         out["application"] = _value(app_status.status)
-        for name, dep in app_status.deployments.items():
-            out["deployments"][name] = {
-                "status": _value(dep.status),
-                "replicas": {_value(k): v for k, v in dep.replica_states.items()},
-            }
+        scaled = [a for n, a in applications.items() if n.startswith(SCALED_APP_PREFIX)]
+        for application in (app_status, *scaled):
+            for name, dep in application.deployments.items():
+                out["deployments"][name] = {
+                    "status": _value(dep.status),
+                    "replicas": {_value(k): v for k, v in dep.replica_states.items()},
+                }
+        store = MonitorStore(settings.monitor_store)
+        try:
+            out["scaling_moves"] = store.moves(limit=STATUS_MOVES)
+        finally:
+            store.close()
     return out
 
 

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,7 +50,8 @@ from mlfleet.serving.models import (
     load_card,
 )
 from mlfleet.serving.models import predict as predict_with
-from mlfleet.serving.names import POOL, dedicated_deployment_name
+from mlfleet.serving.names import POOL, SCALER, dedicated_deployment_name
+from mlfleet.serving.scaling import scaling_active
 from mlfleet.serving.schemas import (
     ErrorEnvelope,
     FeedbackRequest,
@@ -62,6 +64,7 @@ from mlfleet.serving.schemas import (
 )
 from mlfleet.serving.traffic import TrafficCounter
 from mlfleet.settings import Settings
+from mlfleet.spec import ServingSpec
 
 log = logging.getLogger("mlfleet.gateway")
 READY_TIMEOUT_S = 60.0
@@ -313,6 +316,7 @@ class Gateway:
         dedicated: dict[str, Any],
         settings_json: str,
         specs_dir: str | None = None,
+        servings: dict[str, Any] | None = None,
     ) -> None:
         self.settings = Settings.model_validate_json(settings_json)
         registry.configure(self.settings)
@@ -334,10 +338,27 @@ class Gateway:
         self.traffic = TrafficCounter()  # per model requests, errors, latency (dashboard)
         self.sketches = SketchSender(sender_id("gateway"), self.settings)
         self.monitor = MonitorLink()
+        # Model-aware scaling (mlfleet.serving.scaler): this replica counts its requests per
+        # model, reports them to the scaler and learns from its reply which pool models have
+        # a deployment of their own now (``scaled``: model -> handle).
+        self.servings = {
+            m: ServingSpec.model_validate(serving) for m, serving in (servings or {}).items()
+        }
+        self.scaling_on = scaling_active(self.servings, self.settings)
+        self.scaler = MonitorLink(find=_find_scaler, name=SCALER)
+        self.scaled: dict[str, Any] = {}
+        self.scaled_epoch = 0
+        self.scaling_rates: dict[str, float] = {}
+        self.requests: Counter[str] = Counter()
+        self._gateway_id = sender_id("gateway")
+        self._reporter: asyncio.Task[None] | None = None
+        self._store: Any = None  # the monitor's store, opened when moves are first read
         # However the app was deployed (`serve up`, `serve run`, `serve deploy`), its
-        # monitor runs: started here if absent, off this replica's start-up path.
+        # monitor (and scaler) runs: started here if absent, off this replica's start-up path.
         threading.Thread(
-            target=_ensure_monitor, args=(self.settings, specs_dir), daemon=True
+            target=_ensure_monitor,
+            args=(self.settings, specs_dir, self.servings if self.scaling_on else None),
+            daemon=True,
         ).start()
         self._refresher: asyncio.Task[None] | None = None
         # /readyz answers from this cache; a background task refreshes it.
@@ -386,6 +407,47 @@ class Gateway:
     def _ensure_refresher(self) -> None:
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        if self.scaling_on and (self._reporter is None or self._reporter.done()):
+            self._reporter = asyncio.get_running_loop().create_task(self._report_loop())
+
+    # --- model-aware scaling: counts out, placement in ------------------------------------
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.scaling_interval_seconds)
+            counts, self.requests = self.requests, Counter()
+            try:
+                reply = await self.scaler.call(
+                    "report", self._gateway_id, dict(counts), self.scaled_epoch
+                )
+            except Exception:  # the scaler restarts or is busy: keep the counts and routes
+                self.requests.update(counts)
+                log.debug("could not report to the scaler", exc_info=True)
+                continue
+            try:
+                self._place(reply)
+            except Exception:
+                log.warning("could not apply the scaler's placement", exc_info=True)
+
+    def _place(self, reply: dict[str, Any]) -> None:
+        """Route each promoted model to its own application (and no longer a folded one)."""
+        from ray import serve
+
+        placement: dict[str, str] = reply["placement"]
+        for model in list(self.scaled):
+            if placement.get(model) != getattr(self.scaled[model], "app_name", None):
+                del self.scaled[model]
+        for model, app_name in placement.items():
+            if model not in self.scaled and model not in self.dedicated:
+                self.scaled[model] = serve.get_deployment_handle(
+                    dedicated_deployment_name(model), app_name
+                )
+        self.scaled_epoch = int(reply["epoch"])
+        self.scaling_rates = dict(reply.get("rates") or {})
+
+    def _dedicated_handle(self, name: str) -> Any | None:
+        """The deployment of ``name``'s own: a spec's ``mode: dedicated`` or promoted."""
+        return self.dedicated.get(name) or self.scaled.get(name)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -529,6 +591,8 @@ class Gateway:
         body = _parsed(PredictRequest, payload, "instances")
         body.check_count(settings.max_instances)
         version = pinned or await self.champion(name)
+        if self.scaling_on:
+            self.requests[name] += 1
         await self.card(name, version)
         validator = self.validators[(name, version)]
         large = body.count() > settings.gateway_offload_rows
@@ -552,10 +616,20 @@ class Gateway:
             served_by = "dedicated"
             deployment = self.dedicated[name]
             result = await self._on_replica(lambda: deployment.predict.remote(version, frame))
+        elif (scaled := self.scaled.get(name)) is not None:
+            served_by = "dedicated"
+            try:
+                result = await self._on_replica(lambda: scaled.predict.remote(version, frame))
+            except ApiError:
+                raise
+            except Exception:
+                # Folded back while this request was on its way (its application is being
+                # deleted): the pool serves it. A prediction is pure, so asking again is safe.
+                log.info("the scaled deployment of %s failed a request; using the pool", name)
+                served_by, result = "pool", await self._in_pool(name, version, frame)
         else:
             served_by = "pool"
-            handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
-            result = await self._on_replica(lambda: handle.predict.remote(frame))
+            result = await self._in_pool(name, version, frame)
         # Counted where it was predicted (the pool and dedicated replicas count their own);
         # logged for every path, so that labels join whichever one answered.
         self.sketches.record(
@@ -569,6 +643,10 @@ class Gateway:
         )
         response.headers["X-Served-By"] = served_by
         return PredictResponse(model=name, version=version, request_id=request_id, **result)
+
+    async def _in_pool(self, name: str, version: str, frame: Any) -> Any:
+        handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
+        return await self._on_replica(lambda: handle.predict.remote(frame))
 
     async def _on_replica(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """A prediction on a model replica, shed or repeated when the replicas fail it.
@@ -592,6 +670,7 @@ class Gateway:
         authorize(request, self.settings.api_keys, "predict")
         models = await self.fleet()
         replicas = await asyncio.to_thread(_replica_counts)
+        own = {**self.scaled, **self.dedicated}
         out = []
         for info in models:
             champ = info.champion
@@ -599,8 +678,9 @@ class Gateway:
                 "name": info.name,
                 "champion": champ.version if champ else None,
                 "challenger": info.challenger.version if info.challenger else None,
-                "serving_mode": "dedicated" if info.name in self.dedicated else "pool",
-                "replicas": replicas.get(_deployment_of(info.name, self.dedicated), 0),
+                "serving_mode": "dedicated" if info.name in own else "pool",
+                "scaled": info.name in self.scaled,
+                "replicas": replicas.get(_deployment_of(info.name, own), 0),
                 "dataset_version": champ.tags.get("mlfleet.dataset_version") if champ else None,
                 "columns": None,
             }
@@ -624,7 +704,8 @@ class Gateway:
             "name": name,
             "champion": champ.version if champ else None,
             "challenger": info.challenger.version if info.challenger else None,
-            "serving_mode": "dedicated" if name in self.dedicated else "pool",
+            "serving_mode": "dedicated" if self._dedicated_handle(name) else "pool",
+            "scaled": name in self.scaled,
             "champion_history": info.history,
         }
         if champ is not None:
@@ -712,7 +793,7 @@ class Gateway:
             raise registry.ModelLoadError(
                 f"model {name!r} version {version}: {exc.message}"
             ) from None
-        deployment = self.dedicated.get(name)
+        deployment = self._dedicated_handle(name)
         pool = self.pool.options(multiplexed_model_id=f"{name}/{version}")
 
         def ask() -> Any:
@@ -794,6 +875,45 @@ class Gateway:
         body: dict[str, Any] = await self._ask_monitor("model", *args)
         return body
 
+    # --- model-aware scaling ---------------------------------------------------------------
+
+    async def scaling(self, request: Request, model: str | None, limit: int) -> dict[str, Any]:
+        """Where each model with a deployment of its own runs, and the scaler's moves."""
+        authorize(request, self.settings.api_keys, "predict")
+        if model is not None:
+            check_name(model)
+        try:
+            moves = await asyncio.to_thread(self._moves, model, limit)
+        except Exception:
+            log.warning("could not read the scaling moves", exc_info=True)
+            raise ApiError(
+                503, "store_unavailable", "the monitor's store cannot be read; try again shortly"
+            ) from None
+        s = self.settings
+        return {
+            "enabled": self.scaling_on,
+            "policy": {
+                "enabled_by_default": s.scaling_enabled,
+                "promote_rps": s.scaling_promote_rps,
+                "fold_rps": s.scaling_fold_rps,
+                "window_seconds": s.scaling_window_seconds,
+                "min_dwell_seconds": s.scaling_min_dwell_seconds,
+                "max_dedicated": s.scaling_max_dedicated,
+            },
+            "dedicated": sorted(self.dedicated),
+            "scaled": sorted(self.scaled),
+            "rates": self.scaling_rates,
+            "moves": moves,
+        }
+
+    def _moves(self, model: str | None, limit: int) -> list[dict[str, Any]]:
+        if self._store is None:
+            from mlfleet.monitoring.store import MonitorStore
+
+            self._store = MonitorStore(self.settings.monitor_store)
+        moves: list[dict[str, Any]] = self._store.moves(model, limit)
+        return moves
+
     async def __del__(self) -> None:
         """Serve's graceful shutdown: flush what this replica still holds (bounded wait)."""
         await self.sketches.close()
@@ -811,8 +931,8 @@ class Gateway:
                 continue
             version = info.champion.version
             try:
-                if info.name in self.dedicated:
-                    call = self.dedicated[info.name].ready.remote(version)
+                if (own := self._dedicated_handle(info.name)) is not None:
+                    call = own.ready.remote(version)
                 else:
                     call = self.pool.options(
                         multiplexed_model_id=f"{info.name}/{version}"
@@ -843,8 +963,11 @@ def _haproxy_ingress() -> bool:
     return bool(getattr(constants, "RAY_SERVE_ENABLE_HA_PROXY", False))
 
 
-def _ensure_monitor(settings: Settings, specs_dir: str | None) -> None:
-    """Start the fleet's monitor unless it runs (a gateway replica's start-up, in a thread)."""
+def _ensure_monitor(
+    settings: Settings, specs_dir: str | None, servings: dict[str, ServingSpec] | None
+) -> None:
+    """Start the fleet's monitor unless it runs, and its scaler when ``servings`` are given
+    (a gateway replica's start-up, in a thread)."""
     from mlfleet.monitoring.actor import ensure_monitor
 
     if specs_dir is not None and not Path(specs_dir).is_dir():
@@ -854,6 +977,20 @@ def _ensure_monitor(settings: Settings, specs_dir: str | None) -> None:
         ensure_monitor(settings, specs_dir=specs_dir)
     except Exception:  # serving goes on; the monitoring routes answer 503 meanwhile
         log.warning("could not start the drift monitor", exc_info=True)
+    if servings is not None:
+        from mlfleet.serving.scaler import ensure_scaler
+
+        try:
+            ensure_scaler(settings, servings)
+        except Exception:  # serving goes on from the pool; the gateway keeps asking
+            log.warning("could not start the scaler", exc_info=True)
+
+
+def _find_scaler() -> Any | None:
+    # Imported when first needed: the scaler's module brings the store (SQLAlchemy).
+    from mlfleet.serving.scaler import find_scaler
+
+    return find_scaler()
 
 
 def _deployment_of(name: str, dedicated: dict[str, Any]) -> str:
@@ -1161,6 +1298,28 @@ async def monitoring_model(
     """One model: per feature the drift statistics and verdict, with the reference and
     current histograms. 404: unknown model or version, or no data for it yet."""
     return await _gateway().monitoring_model(name, request, version)
+
+
+@app.get(
+    "/v1/scaling",
+    tags=["models"],
+    responses={
+        401: {"description": "No valid API key."},
+        403: {"description": "The key lacks the predict scope."},
+        404: {"description": "``model`` is not a valid model name."},
+        503: {"description": "The monitor's store, which keeps the moves, cannot be read."},
+    },
+)
+async def scaling(
+    request: Request,
+    model: str | None = Query(default=None, description="Only this model's moves."),
+    limit: int = Query(default=50, ge=1, le=500, description="At most this many moves."),
+) -> dict[str, Any]:
+    """Model-aware scaling: whether it is on, its policy, the models with a deployment of
+    their own (``dedicated`` by their spec, ``scaled`` by the scaler), the request rates
+    the scaler saw last, and its moves, newest first: each with when, why (the rate against
+    the threshold), and how it ended. Scope ``predict``."""
+    return await _gateway().scaling(request, model, limit)
 
 
 # The fleet dashboard (GET / and /dashboard/...): its own module, bound to this app.

@@ -8,6 +8,10 @@ for an id to replicas that already hold it.
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
+import time
+from collections import deque
 from typing import Any
 
 import pandas as pd
@@ -16,6 +20,17 @@ from ray import serve
 from mlfleet import registry
 from mlfleet.monitoring.sender import SketchSender, sender_id
 from mlfleet.serving.models import predict
+
+LOAD_TIMINGS_KEPT = 10_000  # the latest model loads a replica keeps the duration of
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux), else its peak."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def pool_class(max_models: int) -> type:
@@ -33,12 +48,18 @@ def pool_class(max_models: int) -> type:
             settings = Settings.model_validate_json(settings_json)
             registry.configure(settings)
             self.sketches = SketchSender(sender_id("pool"), settings)
+            self._loads = 0
+            self._load_seconds: deque[float] = deque(maxlen=LOAD_TIMINGS_KEPT)
 
         @serve.multiplexed(max_num_models_per_replica=max_models)
         async def get_model(self, model_id: str) -> Any:
             name, _, version = model_id.partition("/")
+            started = time.perf_counter()
             # Loading reads the registry and unpickles: keep the event loop free meanwhile.
-            return await asyncio.to_thread(registry.load_pipeline, name, version)
+            model = await asyncio.to_thread(registry.load_pipeline, name, version)
+            self._loads += 1
+            self._load_seconds.append(time.perf_counter() - started)
+            return model
 
         async def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
             model_id = serve.get_multiplexed_model_id()
@@ -55,6 +76,18 @@ def pool_class(max_models: int) -> type:
         async def sender_stats(self) -> dict[str, Any]:
             """This replica's sketch sender (for operators and tests)."""
             return self.sketches.stats()
+
+        async def load_stats(self) -> dict[str, Any]:
+            """This replica's model loads (how many, the latest durations) and its memory,
+            for operators and benchmarks."""
+            return {
+                "replica": serve.get_replica_context().replica_id.unique_id,
+                "pid": os.getpid(),
+                "rss_bytes": _rss_bytes(),
+                "max_models": max_models,
+                "loads": self._loads,
+                "load_seconds": list(self._load_seconds),
+            }
 
         async def ready(self) -> bool:
             """Load the request's model (used by /readyz)."""

@@ -1,0 +1,566 @@
+"""A hundred models: registration, Zipf traffic through the pool, cold loads, the monitor,
+the dashboard and `mlfleet models list` at that size.
+
+1. Registers N small models (default 100): variants of the bundled datasets (scikit-learn's
+   iris, wine, breast cancer and diabetes, and the Palmer penguins), each with a feature
+   subset, an estimator and a seed of its own, trained through the library's public
+   ``mlfleet.training.run.train`` with a one-configuration search (the first model of each
+   dataset validates it; the others reuse that dataset version). Timed, in a subprocess.
+   `mlfleet models list` is timed with three models registered and again with all N.
+2. Serves them all from the pool (`mlfleet serve up`, API keys on, so behind HAProxy) and
+   sends Zipf-distributed traffic (s = 1.1 over the models ranked at random) with wrk
+   (pinned to core 1) at 32 connections for 60 s, a one-row request each, the model picked
+   per request by a Lua script.
+3. Warm models: the same load restricted to the models the pool keeps loaded (the most
+   requested ``max_num_models_per_replica``), after they were all loaded.
+4. Reports p50/p99 (overall and warm), throughput, non-2xx; cold loads (how many and how long,
+   as the pool replicas report them: ``ModelPool.load_stats``); memory per pool replica; the
+   monitor's CPU and ``GET /v1/monitoring`` latency during the load; the dashboard's render
+   time (``GET /`` with the admin key, when the gateway serves one); `models list` times.
+
+Targets: p99 < 50 ms for warm models; a small model's cold load < 500 ms; the dashboard
+renders 100 models in < 1 s; `models list` at most 0.5 s slower than with three models.
+
+    python benchmarks/bench_fleet.py [--models 100] [--seconds 60] [--conns 32] [--quick]
+                                     [--out FILE] [--no-wait]
+
+Needs wrk (`apt-get install wrk`). Only 127.0.0.1 is ever contacted. ``--quick`` (12 models,
+10 s, 8 connections) proves the bench works; its results go to bench_fleet_quick.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import harness
+import httpx
+import yaml
+from bench_serve import bench_env, free_port, head_pid, run_wrk, wait_http
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "bench_fleet.json"
+KEY = "mlf_bench_fleet_key_0123456789"
+ZIPF_S = 1.1
+TARGETS = {
+    "warm_p99_ms": 50.0,
+    "cold_load_ms": 500.0,
+    "dashboard_render_ms": 1000.0,
+    "models_list_extra_s": 0.5,
+}
+CLASSIFIERS = [
+    (
+        "sklearn.linear_model.LogisticRegression",
+        lambda r: {"C": r.choice([0.1, 1.0, 10.0]), "max_iter": 500},
+    ),
+    ("sklearn.tree.DecisionTreeClassifier", lambda r: {"max_depth": r.randint(2, 6)}),
+    ("sklearn.naive_bayes.GaussianNB", lambda r: {}),
+    ("sklearn.neighbors.KNeighborsClassifier", lambda r: {"n_neighbors": r.randint(3, 15)}),
+    (
+        "sklearn.ensemble.RandomForestClassifier",
+        lambda r: {"n_estimators": 10, "max_depth": r.randint(2, 5)},
+    ),
+]
+REGRESSORS = [
+    ("sklearn.linear_model.Ridge", lambda r: {"alpha": r.choice([0.1, 1.0, 10.0])}),
+    ("sklearn.tree.DecisionTreeRegressor", lambda r: {"max_depth": r.randint(2, 6)}),
+    ("sklearn.linear_model.Lasso", lambda r: {"alpha": r.choice([0.01, 0.1, 1.0])}),
+    ("sklearn.neighbors.KNeighborsRegressor", lambda r: {"n_neighbors": r.randint(3, 15)}),
+    (
+        "sklearn.ensemble.RandomForestRegressor",
+        lambda r: {"n_estimators": 10, "max_depth": r.randint(2, 5)},
+    ),
+]
+
+
+# --- the datasets --------------------------------------------------------------------------
+
+
+def sklearn_dataset(root: Path, name: str) -> dict[str, Any]:
+    """Iris or wine from scikit-learn's bundled copy: a CSV and its contract."""
+    from sklearn import datasets
+
+    bunch = (datasets.load_iris if name == "iris" else datasets.load_wine)(as_frame=True)
+    frame = bunch.frame.rename(columns=lambda c: c.replace(" (cm)", "_cm").replace(" ", "_"))
+    frame["label"] = [str(bunch.target_names[t]) for t in frame.pop("target")]
+    folder = root / "data" / name
+    folder.mkdir(parents=True)
+    frame.to_csv(folder / f"{name}.csv", index=False)
+    features = [c for c in frame.columns if c != "label"]
+    contract = {
+        "name": name,
+        "target": "label",
+        "columns": [{"name": c, "type": "float", "min": 0} for c in features]
+        + [{"name": "label", "type": "category", "values": sorted(set(frame["label"]))}],
+    }
+    (folder / "contract.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    row = {c: float(frame[c].iloc[0]) for c in features}
+    return {
+        "contract": str(folder / "contract.yaml"),
+        "sources": [str(folder / f"{name}.csv")],
+        "task": "classification",
+        "features": features,
+        "metric": "accuracy",
+        "row": row,
+    }
+
+
+def repo_dataset(folder: str, row: dict[str, Any]) -> dict[str, Any]:
+    """One of the example fleet's datasets (specs/<folder>), its sources made absolute."""
+    base = REPO / "specs" / folder
+    spec = yaml.safe_load((base / "model.yaml").read_text())
+    contract = yaml.safe_load((base / spec["contract"]).read_text())
+    skip = {contract["target"], *contract.get("keys", []), "year"}
+    features = spec.get("features") or [c["name"] for c in contract["columns"]]
+    features = [f for f in features if f not in skip]
+    sources = [
+        s.replace("sqlite:///", f"sqlite:///{base}/") if s.startswith("sqlite") else str(base / s)
+        for s in spec["sources"]
+    ]
+    return {
+        "contract": str(base / spec["contract"]),
+        "sources": sources,
+        "task": spec["task"],
+        "features": features,
+        "metric": "accuracy" if spec["task"] == "classification" else "r2",
+        "row": row,
+    }
+
+
+def datasets(root: Path) -> dict[str, dict[str, Any]]:
+    import pandas as pd
+
+    cancer = pd.read_parquet(REPO / "specs/breast-cancer/data/breast_cancer.parquet").iloc[0]
+    diabetes = pd.read_csv(REPO / "specs/diabetes/data/diabetes.csv").iloc[0]
+    out = {
+        "iris": sklearn_dataset(root, "iris"),
+        "wine": sklearn_dataset(root, "wine"),
+        "cancer": repo_dataset("breast-cancer", {}),
+        "diabetes": repo_dataset("diabetes", {}),
+        "penguins": repo_dataset(
+            "penguins",
+            {
+                "bill_length_mm": 39.1,
+                "bill_depth_mm": 18.7,
+                "flipper_length_mm": 181.0,
+                "body_mass_g": 3750.0,
+                "island": "Torgersen",
+                "sex": "male",
+            },
+        ),
+    }
+    out["cancer"]["row"] = {f: float(cancer[f]) for f in out["cancer"]["features"]}
+    out["diabetes"]["row"] = {f: diabetes[f].item() for f in out["diabetes"]["features"]}
+    return out
+
+
+def write_specs(root: Path, n: int) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """N model specs, each a variant (dataset, feature subset, estimator, seed); returns the
+    folder and, per model, the row to send it."""
+    data = datasets(root)
+    names = sorted(data)
+    specs = root / "specs"
+    rows: dict[str, dict[str, Any]] = {}
+    for i in range(n):
+        r = random.Random(i)
+        dataset = names[i % len(names)]
+        d = data[dataset]
+        k = r.randint(max(2, len(d["features"]) // 3), len(d["features"]))
+        chosen = set(r.sample(d["features"], k))
+        features = [f for f in d["features"] if f in chosen]
+        families = CLASSIFIERS if d["task"] == "classification" else REGRESSORS
+        estimator, params = families[(i // len(names)) % len(families)]
+        name = f"fleet-{dataset}-{i:03d}"
+        spec = {
+            "name": name,
+            "contract": d["contract"],
+            "sources": d["sources"],
+            "task": d["task"],
+            "features": features,
+            "split": {"test_fraction": 0.25, "seed": i},
+            "search": {
+                "metric": d["metric"],
+                "num_samples": 1,
+                "scheduler": "fifo",
+                "candidates": [{"estimator": estimator, "params": params(r)}],
+            },
+            "serving": {"mode": "pool"},
+        }
+        (specs / name).mkdir(parents=True)
+        (specs / name / "model.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        rows[name] = {f: d["row"][f] for f in features}
+    (root / "rows.json").write_text(json.dumps(rows))
+    return specs, rows
+
+
+# --- registration (run in a subprocess: it starts an embedded Ray of its own) ---------------
+
+
+def register(specs: Path, names: list[str]) -> None:
+    """Train and register ``names``; print one JSON line of timings."""
+    from mlfleet.ray_runtime import prepare_ray_env
+
+    prepare_ray_env()  # as the CLI does, before anything imports ray
+    from mlfleet.settings import get_settings
+    from mlfleet.spec import load_spec
+    from mlfleet.training.run import train
+
+    settings = get_settings()
+    versions_file = specs.parent / "dataset_versions.json"
+    versions: dict[str, str] = (
+        json.loads(versions_file.read_text()) if versions_file.exists() else {}
+    )
+    seconds = []
+    for name in names:
+        loaded = load_spec(specs / name / "model.yaml")
+        dataset = loaded.contract.name
+        started = time.perf_counter()
+        result = train(loaded, settings, dataset_version=versions.get(dataset))
+        seconds.append(time.perf_counter() - started)
+        versions[dataset] = result.dataset_version
+    versions_file.write_text(json.dumps(versions))
+    print(json.dumps({"seconds": seconds}))
+
+
+def run_register(env: dict[str, str], specs: Path, names: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--register", str(specs), *names],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"registration failed: {proc.stderr[-3000:]}")
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+    return {
+        "models": len(names),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "per_model_median_s": round(statistics.median(seconds), 2),
+        "per_model_max_s": round(max(seconds), 2),
+    }
+
+
+def models_list_seconds(env: dict[str, str], repeats: int = 3) -> float:
+    """Median wall time of `mlfleet models list` (a fresh process each time)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "mlfleet.cli.main", "models", "list", "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
+
+
+# --- traffic -------------------------------------------------------------------------------
+
+
+def zipf_weights(n: int) -> list[float]:
+    raw = [1 / (rank**ZIPF_S) for rank in range(1, n + 1)]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def lua_script(models: list[str], weights: list[float], rows: dict[str, Any]) -> Path:
+    """A wrk script that picks each request's model by ``weights`` (Zipf by rank)."""
+    entries, cdf = [], 0.0
+    for model, weight in zip(models, weights, strict=True):
+        cdf += weight
+        body = json.dumps({"instances": [rows[model]]})
+        entries.append(
+            f"{{{cdf!r}, {json.dumps(f'/v1/models/{model}/predict')}, {json.dumps(body)}}}"
+        )
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        "local models = {\n  " + ",\n  ".join(entries) + "\n}\n"
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+        "math.randomseed(os.time())\n"
+        "request = function()\n"
+        "  local u = math.random()\n"
+        "  for i = 1, #models do\n"
+        "    local m = models[i]\n"
+        "    if u <= m[1] or i == #models then\n"
+        "      return wrk.format(nil, m[2], nil, m[3])\n"
+        "    end\n"
+        "  end\n"
+        "end\n"
+    )
+    return script
+
+
+def pool_stats(gcs: str) -> list[dict[str, Any]]:
+    """Every pool replica's ``load_stats`` (asked until no new replica answers)."""
+    code = (
+        "import json\n"
+        "from mlfleet.ray_runtime import connect, prepare_ray_env\n"
+        "prepare_ray_env()\n"
+        "from ray import serve\n"
+        "from mlfleet.settings import get_settings\n"
+        f"connect(get_settings(), {gcs!r})\n"
+        "h = serve.get_deployment_handle('ModelPool', 'fleet')\n"
+        "seen = {}\n"
+        "for _ in range(24):\n"
+        "    s = h.load_stats.remote().result(timeout_s=60)\n"
+        "    seen[s['replica']] = s\n"
+        "print(json.dumps(list(seen.values())))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        return [{"error": proc.stderr[-500:]}]
+    return list(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def monitor_pids() -> list[int]:
+    """Processes of the drift monitor actor (Ray names them ``ray::MonitorActor``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"ray::MonitorActor"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def timed_gets(url: str, path: str, n: int, headers: dict[str, str]) -> dict[str, Any]:
+    times, statuses, kinds = [], [], set()
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            r = client.get(path)
+            times.append(1000 * (time.perf_counter() - started))
+            statuses.append(r.status_code)
+            kinds.add(r.headers.get("content-type", "").split(";")[0])
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "max_ms": round(max(times), 1),
+        "statuses": sorted(set(statuses)),
+        "content_types": sorted(kinds),
+    }
+
+
+def measure_traffic(
+    url: str, script: Path, conns: int, seconds: int, side_checks: bool
+) -> dict[str, Any]:
+    """One wrk run; meanwhile (``side_checks``) the monitor's CPU and GET /v1/monitoring."""
+    import threading
+
+    side: dict[str, Any] = {}
+    monitor = monitor_pids()
+    cpu_before = cpu_seconds(monitor)
+
+    def probe() -> None:
+        time.sleep(seconds / 3)
+        side["monitoring_during_load"] = timed_gets(
+            url, "/v1/monitoring", 5, {"Authorization": f"Bearer {KEY}"}
+        )
+
+    thread = threading.Thread(target=probe, daemon=True)
+    if side_checks:
+        thread.start()
+    started = time.perf_counter()
+    result: dict[str, Any] = dict(run_wrk(url, script, conns, seconds))
+    wall = time.perf_counter() - started
+    if side_checks:
+        thread.join(120)
+        result.update(side)
+        result["monitor_cpu_pct"] = round(100 * (cpu_seconds(monitor) - cpu_before) / wall, 1)
+    return result
+
+
+def dashboard(url: str) -> dict[str, Any]:
+    """``GET /`` with the admin key, when the gateway serves an HTML page there."""
+    headers = {"Authorization": f"Bearer {KEY}", "X-API-Key": KEY}
+    try:
+        first = httpx.get(f"{url}/", headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        return {"available": False, "note": f"dashboard: not available ({type(exc).__name__})"}
+    if first.status_code != 200 or "text/html" not in first.headers.get("content-type", ""):
+        return {"available": False, "note": f"dashboard: not available (GET / {first.status_code})"}
+    renders = timed_gets(url, "/", 5, headers)
+    return {"available": True, "render_ms": renders, "bytes": len(first.content)}
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--conns", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="12 models, 10 s, 8 connections")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON path")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet host")
+    parser.add_argument("--register", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.register:
+        register(Path(args.register[0]), args.register[1:])
+        return
+    if args.quick:
+        args.models, args.seconds, args.conns = 12, 10, 8
+    out_path = args.out or (RESULTS.with_name("bench_fleet_quick.json") if args.quick else RESULTS)
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required: apt-get install wrk")
+    busy_before = float("nan") if args.no_wait else harness.wait_quiet()
+
+    root = Path(tempfile.mkdtemp(prefix="mlfleet-bench-fleet-"))
+    env = bench_env(root, KEY)
+    mlfleet = [sys.executable, "-m", "mlfleet.cli.main"]
+    results: dict[str, Any] = {
+        **harness.environment(["ray", "fastapi", "scikit-learn", "mlflow"]),
+        "host_busy_pct_before": busy_before,
+        "models": args.models,
+        "seconds": args.seconds,
+        "connections": args.conns,
+        "zipf_s": ZIPF_S,
+        "targets": TARGETS,
+    }
+    try:
+        specs, rows = write_specs(root, args.models)
+        names = sorted(rows)
+        print(f"registering {args.models} models ...", flush=True)
+        first = run_register(env, specs, names[:3])
+        list_3 = models_list_seconds(env)
+        rest = run_register(env, specs, names[3:])
+        list_n = models_list_seconds(env)
+        results["registration"] = {
+            "first_3": first,
+            "rest": rest,
+            "total_wall_s": round(first["wall_s"] + rest["wall_s"], 1),
+        }
+        results["models_list"] = {
+            "three_models_s": list_3,
+            f"{args.models}_models_s": list_n,
+            "extra_s": round(list_n - list_3, 3),
+        }
+        print(f"registration: {results['registration']}", flush=True)
+
+        port = free_port()
+        started = time.perf_counter()
+        up = subprocess.run(
+            [*mlfleet, "serve", "up", "--specs", str(specs), "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if up.returncode != 0:
+            sys.exit(f"serve up failed: {up.stderr[-2000:]}")
+        results["serve_up_s"] = round(time.perf_counter() - started, 1)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz")
+        from mlfleet.cluster import running_head
+        from mlfleet.settings import get_settings
+
+        head = running_head(get_settings(home=root / "home"))
+        assert head is not None
+        results["head_pid"] = head_pid(root / "home")
+
+        # Zipf over the models in a random order (rank is not the dataset or estimator).
+        ranked = names[:]
+        random.Random(11).shuffle(ranked)
+        weights = zipf_weights(len(ranked))
+        script = lua_script(ranked, weights, rows)
+        print("Zipf traffic over every model ...", flush=True)
+        results["zipf_all"] = measure_traffic(url, script, args.conns, args.seconds, True)
+        stats = pool_stats(head.gcs_address)
+
+        per_replica = int(get_settings(home=root / "home").max_num_models_per_replica)
+        warm = ranked[:per_replica]
+        warm_script = lua_script(warm, zipf_weights(len(warm)), rows)
+        run_wrk(url, warm_script, args.conns, 3)  # load each of them everywhere first
+        print(f"Zipf traffic over the {len(warm)} warm models ...", flush=True)
+        results["zipf_warm"] = measure_traffic(
+            url, warm_script, args.conns, max(10, args.seconds // 3), False
+        )
+        results["warm_models"] = len(warm)
+        loads = [x for s in stats if "load_seconds" in s for x in s["load_seconds"]]
+        results["cold_loads"] = {
+            "count": sum(s.get("loads", 0) for s in stats),
+            "p50_ms": round(1000 * statistics.median(loads), 1) if loads else None,
+            "p99_ms": round(1000 * sorted(loads)[int(0.99 * (len(loads) - 1))], 1)
+            if loads
+            else None,
+            "max_ms": round(1000 * max(loads), 1) if loads else None,
+        }
+        results["pool_replicas"] = [
+            {
+                "rss_mb": round(s["rss_bytes"] / 2**20, 1),
+                "loads": s["loads"],
+                "max_models": s["max_models"],
+            }
+            for s in stats
+            if "rss_bytes" in s
+        ]
+        results["monitoring_after_load"] = timed_gets(
+            url, "/v1/monitoring", 5, {"Authorization": f"Bearer {KEY}"}
+        )
+        results["dashboard"] = dashboard(url)
+    finally:
+        subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
+        shutil.rmtree(root, ignore_errors=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2))
+    summarise(results)
+    print(f"results: {out_path}")
+
+
+def summarise(r: dict[str, Any]) -> None:
+    n = r["models"]
+    a, w, c = r["zipf_all"], r["zipf_warm"], r["cold_loads"]
+    d = r["dashboard"]
+    mem = ", ".join(f"{p['rss_mb']:.0f} MB" for p in r["pool_replicas"]) or "?"
+    print(
+        f"\n{n} models, Zipf s={r['zipf_s']}, {r['connections']} connections, {r['seconds']} s\n"
+        f"  registration: {r['registration']['total_wall_s']} s "
+        f"({r['registration']['rest']['per_model_median_s']} s per model, median)\n"
+        f"  all models:  {a['rps']:.0f} req/s  p50 {a['p50_ms']:.1f} ms  p99 {a['p99_ms']:.1f} ms"
+        f"  non-2xx {a['non_2xx']}\n"
+        f"  warm models: {w['rps']:.0f} req/s  p50 {w['p50_ms']:.1f} ms  p99 {w['p99_ms']:.1f} ms"
+        f"  (target < {TARGETS['warm_p99_ms']:.0f} ms)\n"
+        f"  cold loads: {c['count']}  p50 {c['p50_ms']} ms  p99 {c['p99_ms']} ms"
+        f"  (target < {TARGETS['cold_load_ms']:.0f} ms)\n"
+        f"  pool replicas: {mem}\n"
+        f"  monitor: {a.get('monitor_cpu_pct')}% CPU under load; GET /v1/monitoring "
+        f"{a.get('monitoring_during_load', {}).get('median_ms')} ms under load, "
+        f"{r['monitoring_after_load']['median_ms']} ms after\n"
+        + (f"  dashboard: {d['render_ms']['median_ms']} ms" if d["available"] else f"  {d['note']}")
+        + f"\n  models list: {r['models_list']['three_models_s']} s with 3, "
+        f"{r['models_list'][f'{n}_models_s']} s with {n} (+{r['models_list']['extra_s']} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
