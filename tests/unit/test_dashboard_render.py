@@ -82,7 +82,19 @@ def test_every_user_named_value_is_escaped_on_every_page() -> None:
         alerts=[{"at": 1.0, "status": "drift", "reason": HOSTILE}],
         retrains=[{"at": 1.0, "status": "submitted", "reason": HOSTILE}],
         statuses=[],
+        moves=[
+            {
+                "at": 1.0,
+                "action": "promote",
+                "outcome": "done",
+                "rate": 12.5,
+                "threshold": 5.0,
+                "reason": HOSTILE,
+            }
+        ],
     )
+    page = render.model_page(PAGE, data)
+    assert "Scaling moves" in page and "12.50" in page and "No scaling move yet." not in page
     pages = [
         render.overview(PAGE, [hostile], window_s=WINDOW_S, monitor_error=HOSTILE),
         render.model_page(PAGE, data),

@@ -64,7 +64,7 @@ class ModelRow:
     status: str  # the monitor's status, or "unmonitored"
     champion: str | None
     challenger: str | None
-    mode: str  # pool or dedicated
+    mode: str  # pool, dedicated (by its spec) or scaled (promoted by the scaler)
     inline: bool  # this gateway replica holds the champion and may answer itself
     replicas: int
     requests: int
@@ -113,6 +113,7 @@ class ModelPage:
     retrains: list[dict[str, Any]]
     statuses: list[dict[str, Any]]
     monitor_error: str | None = None
+    moves: list[dict[str, Any]] = field(default_factory=list)  # model-aware scaling, newest first
 
 
 @dataclass
@@ -515,10 +516,25 @@ def model_page(page: Page, data: ModelPage) -> str:
         ),
         "No status change yet.",
     )
+    moves = _table(
+        ["At", "Move", "Outcome", "Rate (req/s)", "Threshold", "Reason"],
+        (
+            [
+                fmt_time(m.get("at")),
+                m.get("action", ""),
+                m.get("outcome", ""),
+                f"{float(m.get('rate') or 0):.2f}",
+                f"{float(m.get('threshold') or 0):.2f}",
+                m.get("reason", ""),
+            ]
+            for m in data.moves
+        ),
+        "No scaling move yet.",
+    )
     history = Markup(
         '<section id="history"><h2>Alerts</h2>{a}<h2>Retrains</h2>{r}'
-        "<h2>Status changes</h2>{s}</section>"
-    ).format(a=alerts, r=retrains, s=statuses)
+        "<h2>Status changes</h2>{s}<h2>Scaling moves</h2>{m}</section>"
+    ).format(a=alerts, r=retrains, s=statuses, m=moves)
     return layout(row.name, page, summary + lineage + drift + history)
 
 

@@ -67,12 +67,15 @@ class Backend(Protocol):
 
     settings: Settings
     dedicated: dict[str, Any]
+    scaled: dict[str, Any]  # models the scaler gave a deployment of their own
     inline: InlineModels
     traffic: TrafficCounter
 
     async def fleet(self) -> list[registry.ModelInfo]: ...
 
     async def _ask_monitor(self, method: str, *args: Any) -> Any: ...
+
+    def _moves(self, model: str | None, limit: int) -> list[dict[str, Any]]: ...
 
     async def apply_promote(self, name: str, version: str) -> dict[str, Any]: ...
 
@@ -311,15 +314,22 @@ def register_dashboard(
         inline = set(gw.inline.loaded())
         out = []
         for info in models:
-            dedicated = info.name in gw.dedicated
-            deployment = dedicated_deployment_name(info.name) if dedicated else POOL
+            # A deployment of its own: by its spec (dedicated) or by the scaler (scaled).
+            mode = (
+                "dedicated"
+                if info.name in gw.dedicated
+                else "scaled"
+                if info.name in gw.scaled
+                else "pool"
+            )
+            deployment = POOL if mode == "pool" else dedicated_deployment_name(info.name)
             champion = info.champion.version if info.champion else None
             out.append(
                 model_row(
                     info,
                     monitored.get(info.name),
                     traffic.get(info.name),
-                    mode="dedicated" if dedicated else "pool",
+                    mode=mode,
                     inline=(info.name, champion or "") in inline,
                     replicas=int(replicas.get(deployment, 0)),
                 )
@@ -368,12 +378,13 @@ def register_dashboard(
         except MlfleetError as exc:
             return refused(request, exc)
         row = next(r for r in found if r.name == name)
-        answers: tuple[Any, Any] = await asyncio.gather(
+        answers: tuple[Any, Any, Any] = await asyncio.gather(
             gw._ask_monitor("model", name),
             gw._ask_monitor("history", name, HISTORY_LIMIT),
+            asyncio.to_thread(gw._moves, name, HISTORY_LIMIT),
             return_exceptions=True,
         )
-        got_detail, got_past = answers
+        got_detail, got_past, got_moves = answers
         monitor_error: str | None = None
         detail: dict[str, Any] = {}
         if isinstance(got_detail, BaseException):
@@ -393,6 +404,7 @@ def register_dashboard(
             alerts=list(past.get("alerts") or []),
             retrains=list(past.get("retrains") or []),
             statuses=list(past.get("statuses") or []),
+            moves=[] if isinstance(got_moves, BaseException) else list(got_moves),
             monitor_error=monitor_error,
         )
         return page_response(request, render.model_page(page, data), nonce)
