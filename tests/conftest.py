@@ -1,4 +1,5 @@
-"""Test-wide fixtures: an isolated MLFLEET_HOME and one Ray cluster per session."""
+"""Test-wide fixtures: an isolated MLFLEET_HOME, one Ray cluster per session, and the
+production profile's PostgreSQL and MLflow tracking server (started once, when needed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from pathlib import Path
 import pytest
 
 from mlfleet.ray_runtime import prepare_ray_env
+from tests.support.postgres import (
+    MlflowServer,
+    Postgres,
+    running_mlflow_server,
+    running_postgres,
+)
 
 prepare_ray_env()  # as the CLI does, before anything imports ray
 
@@ -37,3 +44,23 @@ def ray_session(mlfleet_home: Path) -> Iterator[None]:
     ensure_ray(get_settings(ray_num_cpus=2))
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL (Debian's packages, installed when missing) per session, with the
+    production profile's two databases: ``mlflow`` (the tracking server's) and ``monitor``."""
+    with running_postgres(databases=("mlflow", "monitor")) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
+    """An ``mlflow server`` on :func:`postgres` with its artifact root on disk."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with running_mlflow_server(
+        postgres.url("mlflow"), root / "artifacts", root / "server.log"
+    ) as server:
+        yield server

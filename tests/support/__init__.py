@@ -7,6 +7,7 @@ else in ``tests``:
 - ``cli``: running the ``mlfleet`` CLI as a user would.
 - ``ray_head``: a real ``ray start --head`` cluster for job-submission tests.
 - ``net``: free local ports.
+- ``postgres``: the production profile's PostgreSQL and MLflow tracking server, for real.
 - ``waiting``: waiting on a condition with a deadline, for what offers nothing to wait on.
 - ``monitoring``: model references, sketches and flushes for the drift monitor's tests.
 - ``fleet``: small fleets of loan models, served on the session's Ray; stopping the monitor.

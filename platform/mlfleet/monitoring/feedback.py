@@ -58,6 +58,7 @@ from mlfleet.errors import MlfleetError, UsageError
 from mlfleet.monitoring.performance import ConfusionCounts, ErrorCounts
 from mlfleet.monitoring.protocol import FeedbackResult, Label, PredictionRecord
 from mlfleet.monitoring.reference import MonitorReference
+from mlfleet.monitoring.store import ROW_ID
 from mlfleet.monitoring.window import minute_of
 from mlfleet.settings import Settings
 from mlfleet.spec import MODEL_NAME_PATTERN
@@ -75,7 +76,7 @@ _metadata = sa.MetaData()
 PREDICTIONS = sa.Table(
     "feedback_predictions",
     _metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.String(128), nullable=False),
     sa.Column("row_index", sa.Integer, nullable=False),
     sa.Column("model", sa.String(128), nullable=False),

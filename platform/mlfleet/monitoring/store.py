@@ -1,7 +1,8 @@
 """The monitor's SQL store: buckets, senders' sequence numbers, statuses, alerts, retrains.
 
 SQLAlchemy Core on the URL of ``Settings.monitor_store`` (SQLite under ``$MLFLEET_HOME``
-by default; the upserts are written for SQLite and PostgreSQL). Tables:
+by default; the SQL is written for SQLite and PostgreSQL, and the production profile runs
+it on PostgreSQL: see docs/production.md). Tables:
 
 ============================ =============================================================
 ``monitor_buckets``          merged counts per (model, version, minute, kind) as JSON:
@@ -53,6 +54,10 @@ from mlfleet.errors import SettingsError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 READ_ONLY = "mlfleet_read_only"  # an execution option: the connection only reads
+# Row ids that only grow (history, the prediction log): 64-bit on PostgreSQL, where a SERIAL
+# would run out after 2**31 rows; SQLite's INTEGER PRIMARY KEY is 64-bit already and must
+# stay spelled INTEGER to remain its rowid.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
@@ -94,7 +99,7 @@ models_table = sa.Table(
 history_table = sa.Table(
     "monitor_status_history",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(128), nullable=False, index=True),
     sa.Column("version", sa.String(64), nullable=True),
     sa.Column("at", sa.Float, nullable=False, index=True),
@@ -280,7 +285,13 @@ def create_store_engine(url: str) -> Engine:
             f"MLFLEET_MONITOR_STORE_URL: {backend} is not supported (sqlite or postgresql)"
         )
     if backend == "postgresql":
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True)
+        except ImportError:
+            raise SettingsError(
+                f"MLFLEET_MONITOR_STORE_URL: the driver {parsed.get_driver_name()} is not "
+                "installed (postgresql:// uses psycopg 3, which mlfleet installs)"
+            ) from None
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # One shared connection: each new connection to :memory: would be a new database.
@@ -341,20 +352,27 @@ class MonitorStore:
     def write(self, batch: Batch, *, at: float | None = None) -> None:
         """Write one batch in one transaction (all of it or nothing)."""
         now = time.time() if at is None else at
+        bucket_key = ("model", "version", "minute", "kind")
         with self._engine.begin() as conn:
             if batch.buckets:
                 conn.execute(
-                    self._upsert(buckets_table, ("model", "version", "minute", "kind")),
-                    [{**asdict(b), "updated_at": now} for b in batch.buckets],
+                    self._upsert(buckets_table, bucket_key),
+                    _last_per_key(
+                        [{**asdict(b), "updated_at": now} for b in batch.buckets], bucket_key
+                    ),
                 )
             if batch.senders:
                 conn.execute(
                     self._upsert(senders_table, ("sender",)),
-                    [{**asdict(s), "above": json.dumps(list(s.above))} for s in batch.senders],
+                    _last_per_key(
+                        [{**asdict(s), "above": json.dumps(list(s.above))} for s in batch.senders],
+                        ("sender",),
+                    ),
                 )
             if batch.models:
                 conn.execute(
-                    self._upsert(models_table, ("model",)), [asdict(m) for m in batch.models]
+                    self._upsert(models_table, ("model",)),
+                    _last_per_key([asdict(m) for m in batch.models], ("model",)),
                 )
             if batch.changes:
                 conn.execute(history_table.insert(), [asdict(c) for c in batch.changes])
@@ -619,6 +637,16 @@ class MonitorStore:
                 stale = stale.where(models_table.c.model.not_in(keep))
             conn.execute(stale)
         return int(gone or 0)
+
+
+def _last_per_key(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The last row of each key, in order: what row-by-row upserts leave behind.
+
+    PostgreSQL sends a batch as one multi-row INSERT, and its ON CONFLICT refuses to update
+    the same row twice in one statement ("cannot affect row a second time").
+    """
+    last = {tuple(row[k] for k in keys): row for row in rows}
+    return list(last.values())
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:

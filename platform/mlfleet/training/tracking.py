@@ -24,20 +24,35 @@ VALIDATION_FILES = ("manifest.json", "report.json", "report.html")
 
 
 def experiment_id(settings: Settings, model_name: str) -> str:
-    """The experiment of a model, created with an absolute artifact location.
+    """The experiment of a model, found or created (safe when two trainings race to it).
 
-    Without one, artifacts land relative to whichever process logs them (Ray workers run
-    in session temp dirs) and are lost.
+    On a local store the experiment gets an absolute artifact location: without one,
+    artifacts land relative to whichever process logs them (Ray workers run in session temp
+    dirs) and are lost. A tracking server (``http(s)://``) keeps its own artifact root
+    (``mlflow server --artifacts-destination``), and clients on any node upload and download
+    through it, so its experiments take the server's default location.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     name = f"mlfleet/{model_name}"
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    location = (settings.home / "mlartifacts" / model_name).resolve()
-    location.mkdir(parents=True, exist_ok=True)
-    return str(mlflow.create_experiment(name, artifact_location=location.as_uri()))
+    location: str | None = None
+    if not settings.tracking_uri.startswith(("http://", "https://")):
+        folder = (settings.home / "mlartifacts" / model_name).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        location = folder.as_uri()
+    try:
+        return str(mlflow.create_experiment(name, artifact_location=location))
+    except MlflowException:
+        # Another training created it between the lookup and here (a server's database
+        # takes concurrent writers): use theirs; anything else is raised as it was.
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 @contextmanager
