@@ -125,6 +125,7 @@ class UntrustedModelError(ModelLoadError):
 def configure(settings: Settings) -> None:
     """Point MLflow (tracking and registry) at the settings' URI."""
     import logging
+    import os
     import warnings
 
     import mlflow
@@ -137,6 +138,9 @@ def configure(settings: Settings) -> None:
     # MLFLOW_ALLOW_PICKLE_DESERIALIZATION is deliberately never set: mlfleet does not load
     # models through MLflow's flavor loader (see load_pipeline).
     _sqlite_wal(settings.tracking_uri)
+    # Against a tracking server MLflow writes "View run … at: http://…" to stdout at the end
+    # of every run, which would break `--json` output; mlfleet reports its runs itself.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
 

@@ -239,8 +239,13 @@ def running_mlflow_server(
         "--workers",
         "1",  # one process: with several, uvicorn restarts workers slow to start on a busy host
     ]
+    # mlfleet submits no MLflow server jobs (GenAI evaluations, trace roll-ups); their runner
+    # is one more process to start, and it took ~20 s to stop here.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     try:
         wait_for(
             lambda: _server_answers(url, proc, log),
@@ -260,7 +265,7 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         return
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the leader is not reaped yet: still our group
         proc.wait(timeout=30)

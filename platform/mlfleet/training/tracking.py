@@ -130,6 +130,7 @@ def log_inputs(
 ) -> None:
     """Into the active run: the validation report, the spec and the training dataset."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     for name in VALIDATION_FILES:
         mlflow.log_artifact(str(data_path / name), artifact_path="validation")
@@ -141,7 +142,14 @@ def log_inputs(
         name=dataset_name,
         digest=dataset_version,
     )
-    mlflow.log_input(dataset, context="training")
+    try:
+        mlflow.log_input(dataset, context="training")
+    except MlflowException:
+        # MLflow's SQL store looks a dataset up and then inserts it: two trainings of the same
+        # dataset version at once (a retrain beside a manual run) can both miss it, and the
+        # second insert hits the unique key. Its transaction rolled back, so asking again
+        # finds the row the other one stored and only links it to this run.
+        mlflow.log_input(dataset, context="training")
 
 
 def log_trials(outcomes: list[TrialOutcome], parent_run_id: str, experiment: str) -> None:

@@ -1,0 +1,247 @@
+"""The production profile for real: an MLflow tracking server on PostgreSQL with its artifact
+root on disk, and the monitor's store on the same PostgreSQL (``tests/support/postgres.py``
+starts both). On it: two ``mlfleet train`` processes at once, a fleet served from the
+tracking server, a promotion through the gateway's admin route, and monitoring whose tables
+are read back from PostgreSQL. One fleet for the module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from examples.quickstart import EXAMPLE_ROWS
+from mlfleet import registry
+from mlfleet.monitoring.store import MonitorStore
+from mlfleet.settings import Settings, get_settings
+from tests.support import REPO
+from tests.support.cli import run_cli
+from tests.support.fleet import api_key, serving, stop_monitor
+from tests.support.messy import example_spec_copy
+from tests.support.postgres import MlflowServer, Postgres
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.ray
+
+MODEL = "diabetes-progression"
+PREDICT_KEY, ADMIN_KEY = "mlf_production_predict_key", "mlf_production_admin_key"
+FEATURES = list(EXAMPLE_ROWS[MODEL])
+TRAFFIC_ROWS = 40
+
+
+@dataclass
+class Profile:
+    settings: Settings
+    env: dict[str, str]  # the CLI's environment: the same profile through MLFLEET_* variables
+    specs: Path
+    postgres: Postgres
+    server: MlflowServer
+
+
+@pytest.fixture(scope="module")
+def profile(
+    tmp_path_factory: pytest.TempPathFactory,
+    ray_session: None,
+    postgres: Postgres,
+    mlflow_server: MlflowServer,
+) -> Profile:
+    import ray
+
+    root = tmp_path_factory.mktemp("production")
+    specs = root / "specs"
+    example_spec_copy(REPO, specs, "diabetes", num_samples=1)
+    settings = get_settings(
+        home=root / "home",
+        mlflow_tracking_uri=mlflow_server.url,
+        monitor_store_url=postgres.url("monitor"),
+        api_keys=[
+            api_key("app", PREDICT_KEY, "predict"),
+            api_key("ops", ADMIN_KEY, "predict", "admin"),
+        ],
+        alias_refresh_seconds=0.5,
+        monitor_flush_seconds=0.3,
+        monitor_evaluate_seconds=2.0,
+    )
+    registry.configure(settings)
+    env = {
+        **os.environ,
+        "MLFLEET_HOME": str(settings.home),
+        "MLFLEET_MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MLFLEET_MONITOR_STORE_URL": postgres.url("monitor"),
+        # The CLI joins the session's Ray instead of starting one of its own per process.
+        "MLFLEET_RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+    }
+    env.pop("MLFLEET_API_KEYS", None)
+    return Profile(settings, env, specs, postgres, mlflow_server)
+
+
+@pytest.fixture(scope="module")
+def trainings(profile: Profile) -> list[subprocess.CompletedProcess[str]]:
+    """Two ``mlfleet train`` processes of the same spec, started together."""
+    spec = str(profile.specs / "diabetes" / "model.yaml")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(run_cli, ["train", spec, "--json"], profile.env, 600) for _ in range(2)]
+        return [r.result() for r in runs]
+
+
+def champion() -> str:
+    found = registry.alias_version(MODEL, registry.CHAMPION)
+    assert found is not None, "no champion"
+    return found.version
+
+
+def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` read straight from PostgreSQL, not through mlfleet or MLflow."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def test_two_trainings_at_once_both_register_on_postgres(
+    trainings: list[subprocess.CompletedProcess[str]], profile: Profile
+) -> None:
+    for run in trainings:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "Traceback" not in run.stderr
+    versions = sorted(json.loads(run.stdout)["version"] for run in trainings)
+    assert versions == ["1", "2"]
+    assert champion() in versions
+
+    # The registry lives in the server's PostgreSQL database...
+    stored = query(
+        profile.postgres.url("mlflow"),
+        "SELECT version, source FROM model_versions WHERE name = :name ORDER BY version",
+        name=MODEL,
+    )
+    assert [str(v) for v, _ in stored] == ["1", "2"]
+    # ...the artifacts under the server's root on disk, uploaded through the server...
+    assert len(list(profile.server.artifacts.rglob("MLmodel"))) == 2
+    # ...and nothing in the local defaults.
+    assert not (profile.settings.home / "mlflow.db").exists()
+    assert not (profile.settings.home / "mlartifacts").exists()
+
+
+@pytest.fixture(scope="module")
+def fleet(trainings: list[subprocess.CompletedProcess[str]], profile: Profile) -> Iterator[str]:
+    assert all(run.returncode == 0 for run in trainings), "the trainings failed"
+    stop_monitor()  # the gateway starts one with this profile's store
+    with serving(profile.settings, profile.specs) as url:
+        yield url
+    stop_monitor()
+
+
+def predict(url: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    r = httpx.post(
+        f"{url}/v1/models/{MODEL}/predict",
+        json={"instances": rows},
+        headers={"Authorization": f"Bearer {PREDICT_KEY}"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_the_fleet_serves_the_champion_from_the_tracking_server(fleet: str) -> None:
+    body = predict(fleet, [EXAMPLE_ROWS[MODEL]])
+    assert body["version"] == champion()
+    assert isinstance(body["predictions"][0], float)
+
+
+def test_promotion_through_the_admin_route(fleet: str, profile: Profile) -> None:
+    other = "1" if champion() == "2" else "2"
+    url = f"{fleet}/v1/models/{MODEL}/promote"
+    refused = httpx.post(
+        url,
+        json={"version": other},
+        headers={"Authorization": f"Bearer {PREDICT_KEY}"},
+        timeout=60,
+    )
+    assert refused.status_code == 403, refused.text
+    done = httpx.post(
+        url,
+        json={"version": other},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=60,
+    )
+    assert done.status_code == 200, done.text
+    assert champion() == other
+    aliases = query(
+        profile.postgres.url("mlflow"),
+        "SELECT version FROM registered_model_aliases WHERE name = :name AND alias = :alias",
+        name=MODEL,
+        alias=registry.CHAMPION,
+    )
+    assert [str(v) for (v,) in aliases] == [other]
+    wait_for(
+        lambda: predict(fleet, [EXAMPLE_ROWS[MODEL]])["version"] == other,
+        timeout=30,
+        what=f"the gateway to serve v{other}",
+    )
+
+
+def traffic_rows() -> list[dict[str, Any]]:
+    frame = pd.read_csv(REPO / "specs" / "diabetes" / "data" / "diabetes.csv", dtype={"sex": str})
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in frame[FEATURES].head(TRAFFIC_ROWS).to_dict("records")
+    ]
+
+
+def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -> None:
+    rows = traffic_rows()
+    for start in range(0, len(rows), 10):
+        predict(fleet, rows[start : start + 10])
+    since = time.time() - 600
+    headers = {"Authorization": f"Bearer {PREDICT_KEY}"}
+
+    def monitored_rows() -> int:
+        r = httpx.get(f"{fleet}/v1/monitoring", headers=headers, timeout=30)
+        if r.status_code != 200:
+            return 0
+        models = {m["model"]: m for m in r.json()["models"]}
+        return int(models.get(MODEL, {}).get("rows") or 0)
+
+    seen = wait_for(
+        lambda: monitored_rows() >= TRAFFIC_ROWS, timeout=60, what="the monitor to count rows"
+    )
+    assert seen
+
+    monitor_db = profile.postgres.url("monitor")
+    (bucket_rows,) = query(
+        monitor_db,
+        "SELECT COALESCE(SUM(rows), 0) FROM monitor_buckets "
+        "WHERE model = :model AND kind = 'sketch' AND minute >= :minute",
+        model=MODEL,
+        minute=int(since // 60),
+    )
+    assert bucket_rows[0] >= TRAFFIC_ROWS
+    (senders,) = query(monitor_db, "SELECT COUNT(*) FROM monitor_senders")
+    assert senders[0] >= 1
+    (logged,) = query(
+        monitor_db, "SELECT COUNT(*) FROM feedback_predictions WHERE model = :model", model=MODEL
+    )
+    assert logged[0] >= TRAFFIC_ROWS
+    assert not (profile.settings.home / "monitor.db").exists()
+    # What the store reads back (its own SQL on PostgreSQL) matches the raw table.
+    store = MonitorStore(monitor_db)
+    try:
+        stored = [b for b in store.load_buckets(int(since // 60)) if b.model == MODEL]
+        assert sum(b.rows for b in stored if b.kind == "sketch") == bucket_rows[0]
+        assert {m.model for m in store.load_models()} >= {MODEL}
+    finally:
+        store.close()
