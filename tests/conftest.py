@@ -49,8 +49,9 @@ def ray_session(mlfleet_home: Path) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """One PostgreSQL (Debian's packages, installed when missing) per session, with the
-    production profile's two databases: ``mlflow`` (the tracking server's) and ``monitor``."""
-    with running_postgres(databases=("mlflow", "monitor")) as pg:
+    production profile's databases: ``mlflow`` (the tracking server's), ``monitor`` (the
+    monitor's store) and ``scratch`` (for tests of the store's SQL alone)."""
+    with running_postgres(databases=("mlflow", "monitor", "scratch")) as pg:
         yield pg
 
 

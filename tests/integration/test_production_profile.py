@@ -23,7 +23,17 @@ import sqlalchemy as sa
 
 from examples.quickstart import EXAMPLE_ROWS
 from mlfleet import registry
-from mlfleet.monitoring.store import MonitorStore
+from mlfleet.monitoring.feedback import PredictionLog
+from mlfleet.monitoring.store import (
+    Alert,
+    Batch,
+    BucketRow,
+    ModelRow,
+    MonitorStore,
+    SenderRow,
+    StatusChange,
+    new_id,
+)
 from mlfleet.settings import Settings, get_settings
 from tests.support import REPO
 from tests.support.cli import run_cli
@@ -194,20 +204,27 @@ def test_promotion_through_the_admin_route(fleet: str, profile: Profile) -> None
     )
 
 
-def traffic_rows() -> list[dict[str, Any]]:
+def traffic() -> tuple[list[dict[str, Any]], list[float]]:
+    """Rows of the example data and their true progression (the labels that come back)."""
     frame = pd.read_csv(REPO / "specs" / "diabetes" / "data" / "diabetes.csv", dtype={"sex": str})
-    return [
+    frame = frame.head(TRAFFIC_ROWS)
+    rows = [
         {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        for row in frame[FEATURES].head(TRAFFIC_ROWS).to_dict("records")
+        for row in frame[FEATURES].to_dict("records")
     ]
+    return rows, [float(v) for v in frame["progression"]]
 
 
 def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -> None:
-    rows = traffic_rows()
-    for start in range(0, len(rows), 10):
-        predict(fleet, rows[start : start + 10])
+    rows, truth = traffic()
     since = time.time() - 600
     headers = {"Authorization": f"Bearer {PREDICT_KEY}"}
+    labels = []
+    for start in range(0, len(rows), 10):
+        request_id = predict(fleet, rows[start : start + 10])["request_id"]
+        labels += [
+            {"request_id": request_id, "row": i, "label": truth[start + i]} for i in range(10)
+        ]
 
     def monitored_rows() -> int:
         r = httpx.get(f"{fleet}/v1/monitoring", headers=headers, timeout=30)
@@ -236,6 +253,31 @@ def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -
         monitor_db, "SELECT COUNT(*) FROM feedback_predictions WHERE model = :model", model=MODEL
     )
     assert logged[0] >= TRAFFIC_ROWS
+
+    # Labels join the logged predictions (an UPDATE per row on PostgreSQL) and become
+    # realised error counters in the buckets.
+    r = httpx.post(
+        f"{fleet}/v1/models/{MODEL}/feedback", json={"labels": labels}, headers=headers, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["matched"] == TRAFFIC_ROWS
+    (labelled,) = query(
+        monitor_db,
+        "SELECT COUNT(*) FROM feedback_predictions WHERE model = :model AND label IS NOT NULL",
+        model=MODEL,
+    )
+    assert labelled[0] == TRAFFIC_ROWS
+
+    def realised_rows() -> int:
+        (total,) = query(
+            monitor_db,
+            "SELECT COALESCE(SUM(rows), 0) FROM monitor_buckets "
+            "WHERE model = :model AND kind = 'error'",
+            model=MODEL,
+        )
+        return int(total[0])
+
+    wait_for(lambda: realised_rows() == TRAFFIC_ROWS, timeout=30, what="realised counters stored")
     assert not (profile.settings.home / "monitor.db").exists()
     # What the store reads back (its own SQL on PostgreSQL) matches the raw table.
     store = MonitorStore(monitor_db)
@@ -243,5 +285,59 @@ def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -
         stored = [b for b in store.load_buckets(int(since // 60)) if b.model == MODEL]
         assert sum(b.rows for b in stored if b.kind == "sketch") == bucket_rows[0]
         assert {m.model for m in store.load_models()} >= {MODEL}
+    finally:
+        store.close()
+
+
+def test_the_monitor_store_on_postgres(postgres: Postgres) -> None:
+    """What differs by dialect: upserts (a key twice in one group commit, then again), 64-bit
+    counters, insert-if-new alerts, JSON text merged on update, ids, pruning."""
+    huge = 2**40  # beyond a 32-bit INTEGER: counters and sequence numbers are BIGINT
+    minute = 29_000_000
+    store = MonitorStore(postgres.url("scratch"))
+    try:
+        alert = Alert(new_id(), "m", "1", 60.0 * minute, None, "ok", "first", {"x": [1, 2]})
+        store.write(
+            Batch(
+                buckets=[
+                    BucketRow("m", "1", minute, "sketch", 5, '{"n": 5}'),
+                    BucketRow("m", "1", minute, "sketch", huge, '{"n": "last"}'),
+                ],
+                senders=[SenderRow("s", huge, (huge + 2,), huge, 1.0)],
+                models=[ModelRow("m", "1", "ok", "ok", 0, 1.0, '{"rows": 5}')],
+                changes=[StatusChange("m", "1", 60.0 * minute, None, "ok", huge, "first")],
+                alerts=[alert],
+            )
+        )
+        store.write(Batch(buckets=[BucketRow("m", "1", minute + 1, "sketch", 1, "{}")]))
+        store.write(Batch(buckets=[BucketRow("m", "1", minute + 1, "sketch", 2, '{"n": 2}')]))
+        store.record_alert(alert)  # the same id again: kept as it was
+        store.update_alert(alert.id, "webhook", {"ok": True, "attempts": 2})
+        retrain = store.record_retrain("m", reason="drift", version="1")
+        store.update_retrain(retrain, status="running", details={"job": "j"})
+
+        buckets = {(b.minute, b.rows, b.data) for b in store.load_buckets(minute)}
+        assert buckets == {(minute, huge, '{"n": "last"}'), (minute + 1, 2, '{"n": 2}')}
+        assert store.load_senders() == [SenderRow("s", huge, (huge + 2,), huge, 1.0)]
+        assert [h["rows"] for h in store.status_history("m")] == [huge]
+        (stored,) = store.alerts("m")
+        assert stored["reason"] == "first" and stored["details"] == {"x": [1, 2]}
+        assert stored["deliveries"] == {"webhook": {"ok": True, "attempts": 2}}
+        assert store.last_retrains()["m"]["status"] == "running"
+        assert store.last_retrains()["m"]["details"] == {"job": "j"}
+
+        # Ids that only grow are 64-bit too (a SERIAL would stop at 2**31 rows).
+        PredictionLog(store.engine, Path("unused"))  # creates the prediction log's table
+        ids = query(
+            postgres.url("scratch"),
+            "SELECT table_name, data_type FROM information_schema.columns "
+            "WHERE column_name = 'id' AND table_name IN "
+            "('monitor_status_history', 'feedback_predictions') ORDER BY table_name",
+        )
+        assert ids == [("feedback_predictions", "bigint"), ("monitor_status_history", "bigint")]
+
+        assert store.prune(minute + 1, 60.0 * minute + 1, keep_models=[]) == 1
+        assert [b.minute for b in store.load_buckets(0)] == [minute + 1]
+        assert store.load_senders() == [] and store.status_history("m") == []
     finally:
         store.close()

@@ -352,27 +352,20 @@ class MonitorStore:
     def write(self, batch: Batch, *, at: float | None = None) -> None:
         """Write one batch in one transaction (all of it or nothing)."""
         now = time.time() if at is None else at
-        bucket_key = ("model", "version", "minute", "kind")
         with self._engine.begin() as conn:
             if batch.buckets:
                 conn.execute(
-                    self._upsert(buckets_table, bucket_key),
-                    _last_per_key(
-                        [{**asdict(b), "updated_at": now} for b in batch.buckets], bucket_key
-                    ),
+                    self._upsert(buckets_table, ("model", "version", "minute", "kind")),
+                    [{**asdict(b), "updated_at": now} for b in batch.buckets],
                 )
             if batch.senders:
                 conn.execute(
                     self._upsert(senders_table, ("sender",)),
-                    _last_per_key(
-                        [{**asdict(s), "above": json.dumps(list(s.above))} for s in batch.senders],
-                        ("sender",),
-                    ),
+                    [{**asdict(s), "above": json.dumps(list(s.above))} for s in batch.senders],
                 )
             if batch.models:
                 conn.execute(
-                    self._upsert(models_table, ("model",)),
-                    _last_per_key([asdict(m) for m in batch.models], ("model",)),
+                    self._upsert(models_table, ("model",)), [asdict(m) for m in batch.models]
                 )
             if batch.changes:
                 conn.execute(history_table.insert(), [asdict(c) for c in batch.changes])
@@ -637,16 +630,6 @@ class MonitorStore:
                 stale = stale.where(models_table.c.model.not_in(keep))
             conn.execute(stale)
         return int(gone or 0)
-
-
-def _last_per_key(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """The last row of each key, in order: what row-by-row upserts leave behind.
-
-    PostgreSQL sends a batch as one multi-row INSERT, and its ON CONFLICT refuses to update
-    the same row twice in one statement ("cannot affect row a second time").
-    """
-    last = {tuple(row[k] for k in keys): row for row in rows}
-    return list(last.values())
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
