@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str = Field(
         default="",
-        description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.",
+        description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db. The "
+        "production profile names a tracking server (http://host:5000) on PostgreSQL.",
     )
 
     trust_registry_models: Literal[False] = Field(
@@ -260,7 +261,8 @@ class Settings(BaseSettings):
     monitor_store_url: str = Field(
         default="",
         description="SQLAlchemy URL of the monitor's store (buckets, sequence numbers, "
-        "statuses, alerts, retrains); empty means sqlite:///<home>/monitor.db.",
+        "statuses, alerts, retrains); empty means sqlite:///<home>/monitor.db. The "
+        "production profile names PostgreSQL (postgresql://user@host:5432/monitor).",
     )
     monitor_window_minutes: int = Field(
         default=10,
