@@ -122,6 +122,48 @@ class UntrustedModelError(ModelLoadError):
     code = "model_untrusted"
 
 
+class RegistryUnavailable(MlfleetError):
+    """The MLflow tracking server named by the settings does not answer."""
+
+    code = "registry_unavailable"
+    exit_code = 1
+    http_status = 503
+
+
+TRACKING_SERVER_TIMEOUT_S = 5.0
+
+
+def check_reachable(settings: Settings) -> None:
+    """Fail fast, in one line, when the tracking URI is a server that does not answer.
+
+    MLflow's client would retry for minutes and then raise a traceback; a training would
+    run its whole search before finding out. Local stores (SQLite, a database URL) are not
+    checked: they fail at once with their own error.
+
+    Raises:
+        RegistryUnavailable: naming MLFLEET_MLFLOW_TRACKING_URI and what went wrong.
+    """
+    import httpx
+
+    uri = settings.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    where = httpx.URL(uri).copy_with(username=None, password=None)  # never print a password
+    try:
+        answer = httpx.get(f"{uri.rstrip('/')}/health", timeout=TRACKING_SERVER_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        reason = type(exc).__name__
+        raise RegistryUnavailable(
+            f"MLFLEET_MLFLOW_TRACKING_URI: the MLflow tracking server at {where} does not "
+            f"answer ({reason})"
+        ) from None
+    if answer.status_code >= 500:  # a 401 is a server that wants credentials: it answers
+        raise RegistryUnavailable(
+            f"MLFLEET_MLFLOW_TRACKING_URI: the MLflow tracking server at {where} answered "
+            f"{answer.status_code} to /health"
+        )
+
+
 def configure(settings: Settings) -> None:
     """Point MLflow (tracking and registry) at the settings' URI."""
     import logging

@@ -39,6 +39,7 @@ from tests.support import REPO
 from tests.support.cli import run_cli
 from tests.support.fleet import api_key, serving, stop_monitor
 from tests.support.messy import example_spec_copy
+from tests.support.net import free_port
 from tests.support.postgres import MlflowServer, Postgres
 from tests.support.waiting import wait_for
 
@@ -127,8 +128,13 @@ def test_two_trainings_at_once_both_register_on_postgres(
     for run in trainings:
         assert run.returncode == 0, run.stderr[-3000:]
         assert "Traceback" not in run.stderr
-    versions = sorted(json.loads(run.stdout)["version"] for run in trainings)
+    results = [json.loads(run.stdout) for run in trainings]
+    versions = sorted(r["version"] for r in results)
     assert versions == ["1", "2"]
+    print(
+        "production profile: two trainings at once registered versions 1 and 2 in "
+        + " and ".join(f"{r['seconds']:.0f} s" for r in results)
+    )
     assert champion() in versions
 
     # The registry lives in the server's PostgreSQL database...
@@ -143,6 +149,18 @@ def test_two_trainings_at_once_both_register_on_postgres(
     # ...and nothing in the local defaults.
     assert not (profile.settings.home / "mlflow.db").exists()
     assert not (profile.settings.home / "mlartifacts").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_is_one_line(profile: Profile) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**profile.env, "MLFLEET_MLFLOW_TRACKING_URI": down}
+    spec = str(profile.specs / "diabetes" / "model.yaml")
+    for args in (["train", spec], ["models", "list"]):
+        run = run_cli(args, env, timeout=120)
+        assert run.returncode == 1, run.stderr
+        assert "Traceback" not in run.stderr
+        (line,) = run.stderr.strip().splitlines()
+        assert "MLFLEET_MLFLOW_TRACKING_URI" in line and down in line
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ app = typer.Typer(help="Registered models: list, show, promote, rollback.", no_a
 def _setup() -> None:
     from mlfleet import registry
 
-    registry.configure(get_settings())
+    settings = get_settings()
+    registry.configure(settings)
+    registry.check_reachable(settings)
 
 
 def _when(ms: int) -> str:

@@ -397,6 +397,7 @@ def train(
     started = time.perf_counter()
     spec = loaded.spec
     registry.configure(settings)
+    registry.check_reachable(settings)  # before the search, not after it
     ensure_ray(settings)
     stage("validating data")
     data = load_data(loaded, settings, dataset_version, extra_sources)
