@@ -1303,16 +1303,16 @@ async def monitoring_model(
 @app.get(
     "/v1/scaling",
     tags=["models"],
-    responses={
-        401: {"description": "No valid API key."},
-        403: {"description": "The key lacks the predict scope."},
-        404: {"description": "``model`` is not a valid model name."},
-        503: {"description": "The monitor's store, which keeps the moves, cannot be read."},
-    },
+    responses=errors(*KEYED, 404, 422),  # 503: the monitor's store cannot be read
+    openapi_extra=_keyed(),
 )
 async def scaling(
     request: Request,
-    model: str | None = Query(default=None, description="Only this model's moves."),
+    model: str | None = Query(
+        default=None,
+        description="Only this model's moves.",
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+    ),
     limit: int = Query(default=50, ge=1, le=500, description="At most this many moves."),
 ) -> dict[str, Any]:
     """Model-aware scaling: whether it is on, its policy, the models with a deployment of
