@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup browser quickstart test test-reliability test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet clean
+.PHONY: help setup browser ports-tool quickstart test test-reliability test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
@@ -33,7 +33,7 @@ setup: $(VENV)/.synced
 quickstart: setup
 	$(VENV)/bin/python -m examples.quickstart
 
-test: setup browser
+test: setup browser ports-tool
 	$(VENV)/bin/python -m pytest tests
 
 # The dashboard's browser test drives Debian's chromium (Playwright cannot download its own).
@@ -41,8 +41,14 @@ browser:
 	@command -v chromium >/dev/null || $(SUDO) apt-get install -y chromium \
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# The exposure case lists listening ports with `ss` (iproute2; on Debian's base image, but
+# installed here when missing all the same).
+ports-tool:
+	@command -v ss >/dev/null || $(SUDO) apt-get install -y iproute2 \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y iproute2; }
+
 # Faults, load, hostile input and exposure against a real fleet (also part of `make test`).
-test-reliability: setup
+test-reliability: setup ports-tool
 	$(VENV)/bin/python -m pytest tests/reliability -s
 
 test-fast: setup
