@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 from tests.support import REPO
 
@@ -15,8 +18,14 @@ def run_cli(
     args: list[str], env: Mapping[str, str], timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """``mlfleet ARGS`` with ``env``; output captured as text, exit code not checked."""
+    return _run([*MLFLEET, *args], env, timeout)
+
+
+def _run(
+    cmd: list[str], env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*MLFLEET, *args],
+        cmd,
         env=dict(env),
         cwd=REPO,
         capture_output=True,
@@ -24,3 +33,35 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+# Runs the CLI in this interpreter as `python -m mlfleet.cli.main` would, then writes which
+# of the named modules it imported to the file named last (stdout and stderr stay the CLI's).
+_PROBE = """
+import json, runpy, sys
+modules, out = json.loads(sys.argv[1]), sys.argv[2]
+sys.argv = ["mlfleet", *sys.argv[3:]]
+try:
+    runpy.run_module("mlfleet.cli.main", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+with open(out, "w") as f:
+    json.dump(sorted(m for m in modules if m in sys.modules), f)
+sys.exit(code)
+"""
+
+
+def cli_imports(
+    args: list[str], env: Mapping[str, str], modules: list[str], timeout: float = 600
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``mlfleet ARGS`` in a fresh process, and which of ``modules`` it had imported at exit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "modules.json"
+        proc = _run(
+            [sys.executable, "-c", _PROBE, json.dumps(modules), str(out), *args], env, timeout
+        )
+        if not out.is_file():  # it died before its own exit handling
+            raise AssertionError(f"mlfleet {' '.join(args)} crashed: {proc.stderr[-2000:]}")
+        return proc, set(json.loads(out.read_text()))

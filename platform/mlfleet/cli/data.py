@@ -12,8 +12,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from mlfleet.cli.console import console, err_console
-from mlfleet.contract.schema import load_contract
-from mlfleet.data.sources import count_rows, resolve_sources
 from mlfleet.errors import MlfleetError, UsageError
 from mlfleet.settings import get_settings
 
@@ -33,6 +31,7 @@ def infer(
 
     from mlfleet.contract.schema import NAME_PATTERN
     from mlfleet.data.infer import infer_contract
+    from mlfleet.data.sources import resolve_sources
 
     if not re.match(NAME_PATTERN, name):
         raise UsageError(f"--name {name!r}: use lower-case letters, digits, '-' and '_'")
@@ -98,6 +97,9 @@ def validate(
     Exit 0 when the quarantined fraction is within the limit, 1 when over it (the version is
     still written, marked failed), 2 for usage errors.
     """
+    # Here, not at the top: `mlfleet --help` should not pay for pyarrow's compute kernels.
+    from mlfleet.contract.schema import load_contract
+    from mlfleet.data.sources import count_rows, resolve_sources
     from mlfleet.data.validate import validate as run_validate
 
     spec = load_contract(contract)
