@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import cli_imports, run_cli
+from tests.support.cli import cli_imports, run_cli, validate_args
 from tests.support.messy import CONTRACT_YAML, write_sources
 
 HEAVY = ["ray", "ray.tune", "ray.data", "mlflow"]
@@ -23,18 +23,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     write_sources(root / "src")
     env = {**os.environ, "MLFLEET_HOME": str(root / "home"), "MLFLEET_RAY_NUM_CPUS": "2"}
     # A real version to list, so `data versions` walks its whole path (reading manifests).
-    proc = run_cli(
-        [
-            "data",
-            "validate",
-            "--contract",
-            str(root / "contract.yaml"),
-            str(root / "src" / "web.csv"),
-            "--max-quarantine-fraction",
-            "1",
-        ],
-        env,
-    )
+    proc = run_cli(validate_args(root, "web.csv"), env)
     assert proc.returncode == 0, proc.stderr
     return env
 
@@ -64,20 +53,7 @@ def test_models_list_imports_mlflow_but_not_ray(env: dict[str, str]) -> None:
 
 def test_data_validate_on_ray_imports_ray(env: dict[str, str]) -> None:
     """The probe's other side: a command that does use Ray is seen importing it."""
-    home = Path(env["MLFLEET_HOME"])
-    contract = home.parent / "contract.yaml"
-    proc, loaded = cli_imports(
-        [
-            "data",
-            "validate",
-            "--contract",
-            str(contract),
-            str(home.parent / "src" / "app.jsonl"),
-            "--max-quarantine-fraction",
-            "1",
-        ],
-        env,
-        HEAVY,
-    )
+    root = Path(env["MLFLEET_HOME"]).parent
+    proc, loaded = cli_imports(validate_args(root, "app.jsonl"), env, HEAVY)
     assert proc.returncode == 0, proc.stderr
     assert {"ray", "ray.data"} <= loaded, loaded

@@ -65,3 +65,18 @@ def cli_imports(
         if not out.is_file():  # it died before its own exit handling
             raise AssertionError(f"mlfleet {' '.join(args)} crashed: {proc.stderr[-2000:]}")
         return proc, set(json.loads(out.read_text()))
+
+
+def validate_args(root: Path, *sources: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """``data validate`` of a folder laid out like ``tests.support.messy`` writes it
+    (``contract.yaml``, ``src/``): the named files under ``src/``, any quarantine accepted."""
+    return [
+        "data",
+        "validate",
+        "--contract",
+        str(root / "contract.yaml"),
+        *(str(root / "src" / s) for s in sources),
+        "--max-quarantine-fraction",
+        "1",
+        *extra,
+    ]
