@@ -51,9 +51,21 @@ def test_models_list_imports_mlflow_but_not_ray(env: dict[str, str]) -> None:
     assert loaded == {"mlflow"}, loaded
 
 
+def test_small_validation_imports_neither_ray_nor_mlflow(env: dict[str, str]) -> None:
+    """Auto engine, a few rows: checked in the command's own process."""
+    root = Path(env["MLFLEET_HOME"]).parent
+    proc, loaded = cli_imports(validate_args(root, "app.jsonl", extra=("--json",)), env, HEAVY)
+    assert proc.returncode == 0, proc.stderr
+    assert '"engine": "local"' in proc.stdout
+    assert loaded == set(), loaded
+
+
 def test_data_validate_on_ray_imports_ray(env: dict[str, str]) -> None:
     """The probe's other side: a command that does use Ray is seen importing it."""
     root = Path(env["MLFLEET_HOME"]).parent
-    proc, loaded = cli_imports(validate_args(root, "app.jsonl"), env, HEAVY)
+    # Sources no other test validated: a version already made would be reused without Ray.
+    args = validate_args(root, "web.csv", "app.jsonl", extra=("--engine", "ray", "--json"))
+    proc, loaded = cli_imports(args, env, HEAVY)
     assert proc.returncode == 0, proc.stderr
+    assert '"engine": "ray"' in proc.stdout
     assert {"ray", "ray.data"} <= loaded, loaded

@@ -91,6 +91,14 @@ def validate(
         bool,
         typer.Option("--json", help="Print the manifest, and this run's timings, as JSON."),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto | local (in this process, no Ray) | ray (Ray Data). auto: local for "
+            "small sources (MLFLEET_VALIDATE_LOCAL_MAX_BYTES) unless MLFLEET_RAY_ADDRESS is "
+            "set; MLFLEET_VALIDATE_ENGINE sets the default."
+        ),
+    ] = "auto",
 ) -> None:
     """Validate sources against a contract and write a dataset version.
 
@@ -124,6 +132,7 @@ def validate(
             settings,
             max_quarantine_fraction=max_quarantine_fraction,
             progress=lambda n: progress.update(task, completed=n),
+            engine=engine,
         )
     for source in result.manifest.sources:
         if source.error:  # one line each; the other sources' rows are in the version
