@@ -35,21 +35,20 @@ def _run(
     )
 
 
-# Runs the CLI in this interpreter as `python -m mlfleet.cli.main` would, then writes which
-# of the named modules it imported to the file named last (stdout and stderr stay the CLI's).
+# Runs the CLI in this interpreter as `python -m mlfleet.cli.main` would; at exit (the CLI
+# runs the exit handlers, then ends the process at once) writes which of the named modules
+# it imported to the file named second (stdout and stderr stay the CLI's).
 _PROBE = """
-import json, runpy, sys
+import atexit, json, runpy, sys
 modules, out = json.loads(sys.argv[1]), sys.argv[2]
 sys.argv = ["mlfleet", *sys.argv[3:]]
-try:
-    runpy.run_module("mlfleet.cli.main", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-with open(out, "w") as f:
-    json.dump(sorted(m for m in modules if m in sys.modules), f)
-sys.exit(code)
+
+def record():
+    with open(out, "w") as f:
+        json.dump(sorted(m for m in modules if m in sys.modules), f)
+
+atexit.register(record)
+runpy.run_module("mlfleet.cli.main", run_name="__main__")
 """
 
 

@@ -59,8 +59,12 @@ Progress = Callable[[int], None]
 Engine = Literal["local", "ray"]
 
 
-class _Clock:
-    """Seconds per named part of the work, summed over calls; two clock reads a part."""
+class Clock:
+    """Seconds per named part of the work, summed over calls; two clock reads a part.
+
+    ``read`` is the clock: ``time.perf_counter`` for wall time, ``time.process_time`` for
+    this process's CPU (validation's steps and training's both report through it).
+    """
 
     def __init__(self, read: Callable[[], float]) -> None:
         self.read = read
@@ -188,7 +192,7 @@ def summarise_batch(
     batch: pa.Table, *, contract: Contract, out_dir: str, labels: list[str]
 ) -> BatchSummary:
     """Validate one raw batch, write its outputs, return its summary (both engines' step)."""
-    cpu = _Clock(time.process_time)
+    cpu = Clock(time.process_time)
     src = int(batch.column(SRC_COLUMN)[0].as_py())
     batch = batch.drop_columns([SRC_COLUMN])
     error = None
@@ -445,7 +449,7 @@ def _existing(final: Path, limit: float, timings: Timings) -> ValidationResult:
 
 
 def _timings(
-    wall: _Clock,
+    wall: Clock,
     summaries: list[BatchSummary],
     dropped: list[DroppedDuplicates],
     engine: str = "",
@@ -523,7 +527,7 @@ def validate(
     """
     if not 0.0 <= max_quarantine_fraction <= 1.0:
         raise UsageError("--max-quarantine-fraction must be between 0 and 1")
-    wall = _Clock(time.perf_counter)
+    wall = Clock(time.perf_counter)
     with wall.part("hash_sources"):
         sources = resolve_sources(source_specs)
         digests = hash_sources(sources)
@@ -619,7 +623,7 @@ def _run(
     final: Path,
     limit: float,
     progress: Progress | None,
-    wall: _Clock,
+    wall: Clock,
     engine: Engine,
 ) -> ValidationResult:
     labels = [s.label for s in sources]
