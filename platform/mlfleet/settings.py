@@ -70,8 +70,11 @@ class Settings(BaseSettings):
         "process (no Ray), `ray` on Ray Data, `auto` local for sources up to "
         "MLFLEET_VALIDATE_LOCAL_MAX_BYTES unless MLFLEET_RAY_ADDRESS names a cluster.",
     )
+    # On 2 cores the local engine beat Ray Data at every size measured (5M rows: 120 MB of
+    # numeric Parquet, 5.0 s vs 11.3 s; 1M messy rows: 4.4 s vs 6.7 s) and holds one batch
+    # at a time; Ray Data earns its keep with many cores or nodes, and on inputs that big.
     validate_local_max_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=1024**3,
         ge=0,
         description="With the auto engine, sources up to this many bytes on disk (all of "
         "them together) are validated in process; larger ones on Ray Data.",
