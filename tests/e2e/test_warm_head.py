@@ -43,9 +43,10 @@ def drivers(head: RayHead) -> list[dict[str, object]]:
 
 
 def test_validate_joins_the_recorded_head(head: RayHead, workspace: Path) -> None:
+    """On Ray Data by name: auto would check these few rows in process, without Ray."""
     env = {**os.environ, "MLFLEET_HOME": str(head.home)}
     env.pop("MLFLEET_RAY_ADDRESS", None)
-    proc = run_cli(validate_args(workspace, "web.csv", extra=("--json",)), env)
+    proc = run_cli(validate_args(workspace, "web.csv", extra=("--json", "--engine", "ray")), env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rows_in"] == 8
     # The command ran as a driver of this head (its command line names our contract).
@@ -81,7 +82,11 @@ def test_a_recorded_head_that_does_not_answer_is_not_joined(
         env = {**os.environ, "MLFLEET_HOME": str(home), "MLFLEET_RAY_NUM_CPUS": "2"}
         env.pop("MLFLEET_RAY_ADDRESS", None)
         # Joining the dead address would hang in Ray's connection retries: fail early.
-        proc = run_cli(validate_args(workspace, "web.csv", extra=("--json",)), env, timeout=180)
+        proc = run_cli(
+            validate_args(workspace, "web.csv", extra=("--json", "--engine", "ray")),
+            env,
+            timeout=180,
+        )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["rows_in"] == 8
         assert mute.poll() is None  # mlfleet neither joined nor touched it
