@@ -67,9 +67,10 @@ def run() -> None:
         main()
     except SystemExit as exc:
         code = exc.code
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does first when it exits, in its order: stop idle thread pools
+    # (their workers wait for work until told) and join the other non-daemon threads...
+    threading._shutdown()  # type: ignore[attr-defined]
+    # ...then run the exit handlers.
     atexit._run_exitfuncs()
     if isinstance(code, str):  # what sys.exit("message") does
         print(code, file=sys.stderr)
