@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Ray workers must not be re-launched through `uv run`: they use the synced venv as is.
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: help setup browser ports-tool quickstart test test-reliability test-fast lint bench bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet clean
+.PHONY: help setup browser ports-tool quickstart test test-reliability test-fast lint bench bench-cli bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet clean
 
 help:
 	@echo "make quickstart   validate, train and serve the example fleet end to end (local Ray)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint         ruff + mypy + import contracts (pyproject.toml)"
 	@echo "make bench        every side-by-side benchmark (slow; BENCH_FLAGS=--quick: smoke)"
 	@echo "make bench-validate / bench-train / bench-serve / bench-drift / bench-monitor / bench-fleet   one of them"
+	@echo "make bench-cli    whole commands as a user waits for them, vs a pandera / sklearn script"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -64,10 +65,14 @@ lint: setup
 BENCH_FLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-bench: bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet
+bench: bench-validate bench-train bench-serve bench-drift bench-request-validation bench-monitor bench-fleet bench-cli
 
 bench-validate: setup
 	$(VENV)/bin/python benchmarks/bench_validate.py $(BENCH_FLAGS)
+
+# Whole `mlfleet` processes (validate at 1k..5M rows, train) against the scripts they replace.
+bench-cli: setup
+	$(VENV)/bin/python benchmarks/bench_cli.py $(BENCH_FLAGS)
 
 bench-request-validation: setup
 	$(VENV)/bin/python benchmarks/bench_request_validation.py $(BENCH_FLAGS)

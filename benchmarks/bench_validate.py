@@ -415,13 +415,15 @@ def build_pandera_schema() -> Any:
     )
 
 
-def run_pandera(path: Path, work: Path) -> dict[str, Any]:
+def run_pandera(path: Path, work: Path, build_schema: Any = None) -> dict[str, Any]:
+    """The pandera script: read, parse + validate lazily, split, write (``build_schema``:
+    another dataset's schema builder; bench_cli.py runs its plain numeric set through it)."""
     t0 = time.perf_counter()
     import numpy as np
     import pandas as pd
     from pandera.errors import SchemaErrors
 
-    schema = build_pandera_schema()
+    schema = (build_schema or build_pandera_schema)()
     t_import = time.perf_counter() - t0
 
     t = time.perf_counter()

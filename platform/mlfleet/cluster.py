@@ -161,6 +161,13 @@ def running_head(
     return state
 
 
+def answering_head(settings: Settings) -> HeadState | None:
+    """:func:`running_head`, only if its GCS still accepts connections (a TCP connect on
+    loopback: milliseconds, no Ray import), so commands can join it instead of starting Ray."""
+    state = running_head(settings)
+    return state if state is not None and _gcs_up(state.gcs_address) else None
+
+
 def _gcs_up(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:

@@ -164,6 +164,13 @@ def check_reachable(settings: Settings) -> None:
         )
 
 
+def preload() -> None:
+    """Import what registering and loading models need (MLflow's sklearn flavor, skops:
+    about a second), so a caller can do it while it waits on something else."""
+    import mlflow.sklearn  # noqa: F401
+    import skops.io  # noqa: F401
+
+
 def configure(settings: Settings) -> None:
     """Point MLflow (tracking and registry) at the settings' URI."""
     import logging

@@ -55,13 +55,29 @@ class Settings(BaseSettings):
     )
     ray_address: str = Field(
         default="",
-        description="Ray cluster to connect to (e.g. '127.0.0.1:6379'); empty starts an "
-        "embedded local Ray for the duration of the command.",
+        description="Ray cluster to connect to (e.g. '127.0.0.1:6379'); empty joins the local "
+        "head mlfleet started under MLFLEET_HOME (`serve up`) while it answers, and otherwise "
+        "starts an embedded local Ray for the duration of the command.",
     )
     ray_num_cpus: int | None = Field(
         default=None,
         ge=1,
         description="CPUs for an embedded local Ray (default: all of this machine's).",
+    )
+    validate_engine: Literal["auto", "local", "ray"] = Field(
+        default="auto",
+        description="Where `data validate` checks batches: `local` in the command's own "
+        "process (no Ray), `ray` on Ray Data, `auto` local for sources up to "
+        "MLFLEET_VALIDATE_LOCAL_MAX_BYTES unless MLFLEET_RAY_ADDRESS names a cluster.",
+    )
+    # On 2 cores the local engine beat Ray Data at every size measured (5M rows: 120 MB of
+    # numeric Parquet, 5.0 s vs 11.3 s; 1M messy rows: 4.4 s vs 6.7 s) and holds one batch
+    # at a time; Ray Data earns its keep with many cores or nodes, and on inputs that big.
+    validate_local_max_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description="With the auto engine, sources up to this many bytes on disk (all of "
+        "them together) are validated in process; larger ones on Ray Data.",
     )
     mlflow_tracking_uri: str = Field(
         default="",

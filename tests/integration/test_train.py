@@ -92,6 +92,14 @@ def test_first_version_becomes_champion(first: TrainResult) -> None:
     assert registry.alias_version("loan-default", "champion").version == "1"
 
 
+def test_every_step_reports_its_time(second: TrainResult) -> None:
+    steps = ["ray", "validate", "split", "search", "refit", "log_register", "gate"]
+    assert list(second.steps_s) == steps
+    assert all(second.steps_s[s] >= 0 for s in steps) and second.steps_s["search"] > 0
+    assert sum(second.steps_s.values()) <= second.seconds + 0.01
+    assert second.to_json()["steps_s"] == second.steps_s  # what `mlfleet train --json` prints
+
+
 def test_better_challenger_is_promoted_on_the_same_holdout(
     first: TrainResult, second: TrainResult
 ) -> None:

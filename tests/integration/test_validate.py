@@ -1,4 +1,7 @@
-"""Validation on a real Ray cluster over CSV + JSON lines + SQLite with known faults."""
+"""Validation on a real Ray cluster over CSV + JSON lines + SQLite with known faults.
+
+These inputs are small, so auto would check them in process: they ask for Ray Data by name
+(tests/integration/test_validate_engines.py shows the local engine writes the same)."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ def result(
 ) -> ValidationResult:
     settings = get_settings(home=tmp_path_factory.mktemp("home"))
     contract = parse_contract(yaml.safe_load(CONTRACT_YAML))
-    return validate(contract, sources, settings, max_quarantine_fraction=0.05)
+    return validate(contract, sources, settings, max_quarantine_fraction=0.05, engine="ray")
 
 
 def test_counts_reconcile_exactly(result: ValidationResult) -> None:
@@ -170,7 +173,9 @@ def test_parquet_row_numbers_across_batches_and_tasks(ray_session: None, tmp_pat
             ],
         }
     )
-    res = validate(contract, [str(tmp_path / "*.parquet")], get_settings(home=tmp_path / "h"))
+    res = validate(
+        contract, [str(tmp_path / "*.parquet")], get_settings(home=tmp_path / "h"), engine="ray"
+    )
     assert (res.manifest.rows_in, res.manifest.rows_quarantined) == (n, 2)
     q = pq.read_table(res.path / "quarantine").to_pylist()
     assert sorted((r["_row"], r["age"], r["_reasons"][0]) for r in q) == [

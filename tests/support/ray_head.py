@@ -31,6 +31,7 @@ class RayHead:
     gcs_address: str
     dashboard_url: str
     env: dict[str, str]
+    home: Path  # the MLFLEET_HOME that records it: commands run with it join this head
 
     @property
     def headers(self) -> dict[str, str]:
@@ -67,7 +68,12 @@ def ray_head(num_cpus: int = 2, timeout: float = 120) -> Iterator[RayHead]:
     env.pop("RAY_ADDRESS", None)
     try:
         wait_for(lambda: _has_started(state), timeout=timeout, what="the Ray head's start-up line")
-        yield RayHead(gcs_address=state.gcs_address, dashboard_url=state.dashboard_url, env=env)
+        yield RayHead(
+            gcs_address=state.gcs_address,
+            dashboard_url=state.dashboard_url,
+            env=env,
+            home=settings.home,
+        )
     finally:
         cluster.stop_head(state)
         cluster.forget_head(settings)

@@ -12,8 +12,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from mlfleet.cli.console import console, err_console
-from mlfleet.contract.schema import load_contract
-from mlfleet.data.sources import count_rows, resolve_sources
 from mlfleet.errors import MlfleetError, UsageError
 from mlfleet.settings import get_settings
 
@@ -33,6 +31,7 @@ def infer(
 
     from mlfleet.contract.schema import NAME_PATTERN
     from mlfleet.data.infer import infer_contract
+    from mlfleet.data.sources import resolve_sources
 
     if not re.match(NAME_PATTERN, name):
         raise UsageError(f"--name {name!r}: use lower-case letters, digits, '-' and '_'")
@@ -92,12 +91,23 @@ def validate(
         bool,
         typer.Option("--json", help="Print the manifest, and this run's timings, as JSON."),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto | local (in this process, no Ray) | ray (Ray Data). auto: local for "
+            "small sources (MLFLEET_VALIDATE_LOCAL_MAX_BYTES) unless MLFLEET_RAY_ADDRESS is "
+            "set; MLFLEET_VALIDATE_ENGINE sets the default."
+        ),
+    ] = "auto",
 ) -> None:
     """Validate sources against a contract and write a dataset version.
 
     Exit 0 when the quarantined fraction is within the limit, 1 when over it (the version is
     still written, marked failed), 2 for usage errors.
     """
+    # Here, not at the top: `mlfleet --help` should not pay for pyarrow's compute kernels.
+    from mlfleet.contract.schema import load_contract
+    from mlfleet.data.sources import count_rows, resolve_sources
     from mlfleet.data.validate import validate as run_validate
 
     spec = load_contract(contract)
@@ -122,6 +132,7 @@ def validate(
             settings,
             max_quarantine_fraction=max_quarantine_fraction,
             progress=lambda n: progress.update(task, completed=n),
+            engine=engine,
         )
     for source in result.manifest.sources:
         if source.error:  # one line each; the other sources' rows are in the version

@@ -6,7 +6,10 @@ traceback.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 
 import typer
 from rich.markup import escape
@@ -50,5 +53,32 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
 
 
+def run() -> None:
+    """The ``mlfleet`` console script: :func:`main`, then a prompt exit.
+
+    Once a command is done, tearing the interpreter down (freeing every object of Ray,
+    MLflow, scikit-learn, pandas...) took 1.5-3.8 s of a 10 s `mlfleet train` here, a wait
+    for nothing. The exit handlers still run (Ray's disconnect, MLflow ending a run,
+    logging), other threads are joined and the output flushed; only that teardown is
+    skipped. :func:`main` itself exits normally, for callers in the same process.
+    """
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    # What the interpreter does first when it exits, in its order: stop idle thread pools
+    # (their workers wait for work until told) and join the other non-daemon threads...
+    threading._shutdown()  # type: ignore[attr-defined]
+    # ...then run the exit handlers.
+    atexit._run_exitfuncs()
+    if isinstance(code, str):  # what sys.exit("message") does
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

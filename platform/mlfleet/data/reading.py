@@ -1,4 +1,5 @@
-"""Ray Data readers for resolved sources: a file datasource and SQLite via ``read_sql``.
+"""Readers for resolved sources: Ray Data's (a file datasource, SQLite via ``read_sql``) and
+the same read tasks run in this process (:func:`local_batches`, for small inputs).
 
 Every block carries ``_row`` (1-based row within its source) and ``_src`` (the source's
 index), so rows can be traced back and ordered across sources however Ray schedules them.
@@ -164,6 +165,23 @@ def sqlite_dataset(source: Source) -> ray.data.Dataset:
         batch_size=None,
         zero_copy_batch=True,
     )
+
+
+def local_batches(sources: list[Source]) -> Iterator[pa.Table]:
+    """The raw batches of :func:`raw_datasets`, read here, one source after the other: the
+    same read tasks and tags, so a batch means the same to the checks either way."""
+    for source in sources:
+        if source.kind == "sqlite":
+            tables: Iterator[pa.Table] = iter([src_mod.read_sqlite(source, with_rows=True)])
+            batches = _tag(tables, source.index)
+        else:
+            batches = (
+                table
+                for src, groups, first, _ in _file_tasks(source)
+                for table in _tag(_read(src, groups, first), src.index)
+            )
+        # Ray Data hands no empty block to a transform.
+        yield from (b for b in batches if b.num_rows)
 
 
 def raw_datasets(sources: list[Source]) -> list[ray.data.Dataset]:

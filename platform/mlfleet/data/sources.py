@@ -471,21 +471,22 @@ def count_rows(source: Source) -> int | None:
     return None
 
 
-def read_sqlite(source: Source, limit: int | None = None) -> pa.Table:
-    """Read a SQLite table as text columns in one process (for samples and tests)."""
+def read_sqlite(source: Source, limit: int | None = None, *, with_rows: bool = False) -> pa.Table:
+    """Read a SQLite table as text columns in one process (samples, tests, and validation
+    of small inputs, which also needs ``with_rows``: the 1-based row column)."""
     query = sqlite_text_query(source) + (f" LIMIT {int(limit)}" if limit else "")
     with sqlite3.connect(f"file:{source.path}?mode=ro", uri=True) as conn:
         cursor = conn.execute(query)
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
-    table = pa.table(
-        {
-            n: pa.array([r[i] for r in rows], pa.string())
-            for i, n in enumerate(names)
-            if n != ROW_COLUMN
-        }
-    )
-    return table
+    columns = {
+        n: pa.array([r[i] for r in rows], pa.string())
+        for i, n in enumerate(names)
+        if n != ROW_COLUMN
+    }
+    if with_rows:
+        columns[ROW_COLUMN] = pa.array([r[names.index(ROW_COLUMN)] for r in rows], pa.int64())
+    return pa.table(columns)
 
 
 def read_sample(source: Source, limit: int) -> pa.Table:

@@ -1,4 +1,5 @@
-"""Turn raw sources into a dataset version: the Ray Data pipeline around the pure semantics.
+"""Turn raw sources into a dataset version: one pipeline around the pure semantics, run on
+Ray Data or, for small inputs, in this process (no Ray at all; see :func:`choose_engine`).
 
 One streaming pass sends every source through a ``map_batches`` transform that
 normalises, parses and checks a batch (semantics.py), writes its valid rows (curated Parquet)
@@ -7,7 +8,9 @@ examples, additive column statistics (fine-binned numbers, category counts) and 
 valid rows' key hashes. The driver finds duplicates across all sources from the hashes
 alone; Ray tasks then write a filtered copy of each file holding them and return the
 statistics of the rows they moved, which are subtracted, so the profile stays exact without
-reading the data again. No row ever travels to the driver.
+reading the data again. No row ever travels to the driver. The local engine runs the very
+same steps (read tasks, :func:`summarise_batch`, dedup, profile, publish) one after the
+other in the driver, so both write the same version.
 
 Ray retries a task whose worker dies, so every task reads only inputs that no task
 rewrites, and writes each output to a temporary name renamed into place: a retry after a
@@ -32,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +46,7 @@ from mlfleet import __version__
 from mlfleet.contract import semantics
 from mlfleet.contract.schema import Contract
 from mlfleet.data import dedup, profile, quarantine, report, versions
-from mlfleet.data.reading import ERROR_COLUMN, SRC_COLUMN, raw_datasets
+from mlfleet.data.reading import ERROR_COLUMN, SRC_COLUMN, local_batches, raw_datasets
 from mlfleet.data.sources import Source, hash_sources, resolve_sources
 from mlfleet.errors import SourceError, UsageError
 from mlfleet.settings import Settings
@@ -53,10 +56,15 @@ QUARANTINE_DIR = "quarantine"
 EXAMPLES_PER_RULE = 3
 
 Progress = Callable[[int], None]
+Engine = Literal["local", "ray"]
 
 
-class _Clock:
-    """Seconds per named part of the work, summed over calls; two clock reads a part."""
+class Clock:
+    """Seconds per named part of the work, summed over calls; two clock reads a part.
+
+    ``read`` is the clock: ``time.perf_counter`` for wall time, ``time.process_time`` for
+    this process's CPU (validation's steps and training's both report through it).
+    """
 
     def __init__(self, read: Callable[[], float]) -> None:
         self.read = read
@@ -78,9 +86,10 @@ class Timings:
 
     Attributes:
         wall_s: Seconds on the driver's clock per step, in order: ``hash_sources``, ``ray``
-            (connecting to it or starting it), ``read_check`` (the streaming pass: read,
-            check and write every batch), ``dedup``, ``profile``, ``report``, ``publish``;
-            and ``total``. A reused version has only ``hash_sources`` and ``total``.
+            (connecting to it or starting it; Ray engine only), ``read_check`` (the
+            streaming pass: read, check and write every batch), ``dedup``, ``profile``,
+            ``report``, ``publish``; and ``total``. A reused version has only
+            ``hash_sources`` and ``total``.
         cpu_s: CPU seconds of the Ray workers (every thread of each), summed over batches:
             ``check``, ``quarantine``, ``write`` (curated and quarantine Parquet),
             ``key_hashes``, ``sketches`` (profile statistics), ``batches`` (the whole
@@ -88,13 +97,16 @@ class Timings:
             two of its batches: reading the next block and Ray Data's own work) and
             ``dedup`` (rewriting the files that held duplicates).
         batches: Batches validated.
-        workers: Worker processes that validated them.
+        workers: Worker processes that validated them (the driver alone when local).
+        engine: ``local`` (batches checked in this process) or ``ray`` (Ray Data); empty
+            for a reused version.
     """
 
     wall_s: dict[str, float] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     workers: int = 0
+    engine: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, rounded to 0.1 ms."""
@@ -103,6 +115,7 @@ class Timings:
             "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
             "batches": self.batches,
             "workers": self.workers,
+            "engine": self.engine,
         }
 
 
@@ -171,8 +184,15 @@ def write_parquet(table: pa.Table, path: Path | str) -> None:
 def validate_batch(
     batch: pa.Table, *, contract: Contract, out_dir: str, labels: list[str]
 ) -> pa.Table:
-    """Ray Data transform: validate one raw batch, write its outputs, return a summary."""
-    cpu = _Clock(time.process_time)
+    """Ray Data transform: :func:`summarise_batch`, its summary packed as a one-row table."""
+    return _pack(summarise_batch(batch, contract=contract, out_dir=out_dir, labels=labels))
+
+
+def summarise_batch(
+    batch: pa.Table, *, contract: Contract, out_dir: str, labels: list[str]
+) -> BatchSummary:
+    """Validate one raw batch, write its outputs, return its summary (both engines' step)."""
+    cpu = Clock(time.process_time)
     src = int(batch.column(SRC_COLUMN)[0].as_py())
     batch = batch.drop_columns([SRC_COLUMN])
     error = None
@@ -185,7 +205,7 @@ def validate_batch(
             failed = BatchSummary(src=src, first_row=0, rows_in=0, rows_valid=0, data_file=None)
             failed.error = error
             failed.worker, failed.cpu_start, failed.cpu_end = os.getpid(), cpu.started, cpu.read()
-            return _pack(failed)
+            return failed
     row_numbers = batch.column(semantics.ROW_COLUMN).combine_chunks()
     first_row = int(row_numbers[0].as_py())
     with cpu.part("check"):
@@ -220,7 +240,7 @@ def validate_batch(
             summary.partials = _partials(valid, contract)
     summary.worker, summary.cpu_start, summary.cpu_end = os.getpid(), cpu.started, cpu.read()
     summary.cpu_s = {**cpu.seconds, "batches": summary.cpu_end - summary.cpu_start}
-    return _pack(summary)
+    return summary
 
 
 def _quarantine(
@@ -326,12 +346,29 @@ def remove_duplicates_from_file(
     )
 
 
-def _drop_duplicates(
-    staging: Path, summaries: list[BatchSummary], contract: Contract, labels: list[str]
+def _remove_all(
+    calls: list[tuple[str, str, np.ndarray, list[tuple[str, int]], list[tuple[str, int]]]],
+    contract: Contract,
+    engine: Engine,
 ) -> list[DroppedDuplicates]:
-    """Move every later occurrence of a key into quarantine, one Ray task per file."""
+    """:func:`remove_duplicates_from_file` for each call: Ray tasks, or here in turn."""
+    if engine == "local":
+        return [remove_duplicates_from_file(*call, contract) for call in calls]
     import ray
 
+    remote = ray.remote(num_cpus=1)(remove_duplicates_from_file)
+    contract_ref = ray.put(contract)
+    return list(ray.get([remote.remote(*call, contract_ref) for call in calls]))
+
+
+def _drop_duplicates(
+    staging: Path,
+    summaries: list[BatchSummary],
+    contract: Contract,
+    labels: list[str],
+    engine: Engine,
+) -> list[DroppedDuplicates]:
+    """Move every later occurrence of a key into quarantine, one task per file."""
     with_rows = [s for s in summaries if s.data_file]
     if not with_rows:
         return []
@@ -342,41 +379,32 @@ def _drop_duplicates(
     orders = np.concatenate([s.orders for s in with_rows])
     starts = np.cumsum([0] + [s.orders.size for s in with_rows])
     owner = np.searchsorted(starts, dups, side="right") - 1
-    remote = ray.remote(num_cpus=1)(remove_duplicates_from_file)
-    contract_ref = ray.put(contract)
     key_label = "+".join(contract.keys) if contract.keys else "*"
 
     def where(order: int) -> tuple[str, int]:
         source, row = dedup.split_order(order)
         return labels[source], row
 
-    pending = []
+    owners, calls = [], []
     for batch_idx in np.unique(owner):
         summary = with_rows[int(batch_idx)]
         assert summary.data_file is not None
         mine = owner == batch_idx
         places = [where(o) for o in orders[dups[mine]]]
         first_places = [where(o) for o in orders[firsts[mine]]]
-        ref = remote.remote(
-            str(staging),
-            summary.data_file,
-            dups[mine] - starts[batch_idx],
-            places,
-            first_places,
-            contract_ref,
+        owners.append(summary)
+        calls.append(
+            (str(staging), summary.data_file, dups[mine] - starts[batch_idx], places, first_places)
         )
-        pending.append((summary, ref))
-    results = []
-    for summary, ref in pending:
-        dropped: DroppedDuplicates = ray.get(ref)
+    results = _remove_all(calls, contract, engine)
+    for summary, dropped in zip(owners, results, strict=True):
         summary.rows_valid -= dropped.rows
         summary.reasons[semantics.DUPLICATE] += dropped.rows
         summary.failures[(key_label, semantics.DUPLICATE)] += dropped.rows
         examples = summary.examples.setdefault((key_label, semantics.DUPLICATE), [])
         examples.extend(dropped.examples[: max(EXAMPLES_PER_RULE - len(examples), 0)])
-        results.append(dropped)
     # Every task has returned, so none will be retried: the unfiltered files can go.
-    for summary, dropped in zip([s for s, _ in pending], results, strict=True):
+    for summary, dropped in zip(owners, results, strict=True):
         assert summary.data_file is not None
         (staging / DATA_DIR / summary.data_file).unlink()
         summary.data_file = dropped.data_file
@@ -421,7 +449,10 @@ def _existing(final: Path, limit: float, timings: Timings) -> ValidationResult:
 
 
 def _timings(
-    wall: _Clock, summaries: list[BatchSummary], dropped: list[DroppedDuplicates]
+    wall: Clock,
+    summaries: list[BatchSummary],
+    dropped: list[DroppedDuplicates],
+    engine: str = "",
 ) -> Timings:
     """The driver's steps and the workers' CPU, merged from the batch summaries."""
     cpu: dict[str, float] = {}
@@ -443,7 +474,29 @@ def _timings(
         cpu_s=cpu,
         batches=len(summaries),
         workers=len(by_worker),
+        engine=engine,
     )
+
+
+def choose_engine(settings: Settings, sources: list[Source], engine: str = "auto") -> Engine:
+    """Where the batches are checked: ``engine`` (or MLFLEET_VALIDATE_ENGINE) when it names
+    one; otherwise Ray Data when MLFLEET_RAY_ADDRESS names a cluster or the sources hold more
+    than MLFLEET_VALIDATE_LOCAL_MAX_BYTES, and this process for anything smaller.
+
+    Raises:
+        UsageError: ``engine`` is none of auto, local, ray.
+    """
+    if engine not in ("auto", "local", "ray"):
+        raise UsageError(f"--engine {engine!r}: use auto, local or ray")
+    chosen = engine if engine != "auto" else settings.validate_engine
+    if chosen == "local":
+        return "local"
+    if chosen == "ray":
+        return "ray"
+    if settings.ray_address:
+        return "ray"
+    size = sum(s.path.stat().st_size for s in sources)
+    return "local" if size <= settings.validate_local_max_bytes else "ray"
 
 
 def validate(
@@ -453,8 +506,12 @@ def validate(
     *,
     max_quarantine_fraction: float = 0.05,
     progress: Progress | None = None,
+    engine: str = "auto",
 ) -> ValidationResult:
     """Validate sources against a contract and write (or reuse) the dataset version.
+
+    Both engines run the same steps (:func:`summarise_batch` per batch, then dedup, profile
+    and publish) and write the same version; only where the batches are checked differs.
 
     Args:
         contract: The data contract.
@@ -462,26 +519,29 @@ def validate(
         settings: Where datasets live and which Ray to use.
         max_quarantine_fraction: Above this fraction of rejected rows the version fails.
         progress: Called with the number of rows processed so far.
+        engine: ``auto``, ``local`` or ``ray`` (see :func:`choose_engine`).
 
     Raises:
         SourceError: a source is missing or unreadable.
-        UsageError: the threshold is out of range.
+        UsageError: the threshold or the engine is out of range.
     """
     if not 0.0 <= max_quarantine_fraction <= 1.0:
         raise UsageError("--max-quarantine-fraction must be between 0 and 1")
-    wall = _Clock(time.perf_counter)
+    wall = Clock(time.perf_counter)
     with wall.part("hash_sources"):
         sources = resolve_sources(source_specs)
         digests = hash_sources(sources)
     version = versions.version_id(contract, sources, digests)
     final = versions.version_dir(settings.datasets_dir, contract.name, version)
+    chosen = choose_engine(settings, sources, engine)
     if (final / versions.MANIFEST).is_file():
         return _existing(final, max_quarantine_fraction, _timings(wall, [], []))
 
-    from mlfleet.ray_runtime import ensure_ray
+    if chosen == "ray":
+        from mlfleet.ray_runtime import ensure_ray
 
-    with wall.part("ray"):
-        ensure_ray(settings)
+        with wall.part("ray"):
+            ensure_ray(settings)
     # Leftovers of validations killed before they could clean up (kill -9, power loss).
     versions.sweep_staging(final.parent)
     staging = versions.new_staging(final)
@@ -498,11 +558,60 @@ def validate(
             max_quarantine_fraction,
             progress,
             wall,
+            chosen,
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+# What a batch raises when its source holds what it cannot parse: reported as the source's
+# error, one line, whichever engine met it.
+_SOURCE_FAULTS = (SourceError, pa.ArrowInvalid, UnicodeDecodeError)
+
+
+def _source_fault(exc: BaseException) -> SourceError:
+    return SourceError(str(exc).splitlines()[0])
+
+
+def _batch_summaries(
+    engine: Engine, contract: Contract, sources: list[Source], staging: Path, labels: list[str]
+) -> Iterator[BatchSummary]:
+    """The streaming pass: :func:`summarise_batch` on every raw batch, as it completes.
+
+    Ray: Ray Data's read tasks fused with :func:`validate_batch`. Local: the same read tasks
+    and the same function in this process, one batch in memory at a time, no Ray import.
+    """
+    kwargs: dict[str, Any] = {"contract": contract, "out_dir": str(staging), "labels": labels}
+    if engine == "local":
+        try:
+            for batch in local_batches(sources):
+                yield summarise_batch(batch, **kwargs)
+        except _SOURCE_FAULTS as exc:
+            raise _source_fault(exc) from None
+        return
+    import ray.data
+
+    datasets = [
+        ds.map_batches(
+            validate_batch,  # type: ignore[arg-type]
+            batch_format="pyarrow",
+            batch_size=None,
+            zero_copy_batch=True,
+            fn_kwargs=kwargs,
+        )
+        for ds in raw_datasets(sources)
+    ]
+    pipeline = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+    try:
+        for table in pipeline.iter_batches(batch_format="pyarrow", batch_size=None):
+            yield from _unpack(table)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, _SOURCE_FAULTS):
+            raise _source_fault(cause) from None
+        raise
 
 
 def _run(
@@ -514,41 +623,22 @@ def _run(
     final: Path,
     limit: float,
     progress: Progress | None,
-    wall: _Clock,
+    wall: Clock,
+    engine: Engine,
 ) -> ValidationResult:
-    import ray.data
-
     labels = [s.label for s in sources]
-    datasets = [
-        ds.map_batches(
-            validate_batch,  # type: ignore[arg-type]
-            batch_format="pyarrow",
-            batch_size=None,
-            zero_copy_batch=True,
-            fn_kwargs={"contract": contract, "out_dir": str(staging), "labels": labels},
-        )
-        for ds in raw_datasets(sources)
-    ]
-    pipeline = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
     summaries: list[BatchSummary] = []
     done = 0
-    try:
-        with wall.part("read_check"):
-            for table in pipeline.iter_batches(batch_format="pyarrow", batch_size=None):
-                for summary in _unpack(table):
-                    summaries.append(summary)
-                    done += summary.rows_in
-                    if progress:
-                        progress(done)
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.as_instanceof_cause()
-        if isinstance(cause, SourceError | pa.ArrowInvalid | UnicodeDecodeError):
-            raise SourceError(str(cause).splitlines()[0]) from None
-        raise
+    with wall.part("read_check"):
+        for summary in _batch_summaries(engine, contract, sources, staging, labels):
+            summaries.append(summary)
+            done += summary.rows_in
+            if progress:
+                progress(done)
     summaries.sort(key=lambda s: (s.src, s.first_row))
 
     with wall.part("dedup"):
-        dropped = _drop_duplicates(staging, summaries, contract, labels)
+        dropped = _drop_duplicates(staging, summaries, contract, labels, engine)
     duplicates = sum(d.rows for d in dropped)
     rows_valid = sum(s.rows_valid for s in summaries)
     with wall.part("profile"):
@@ -614,7 +704,7 @@ def _run(
         versions.write_json(staging / versions.MANIFEST, manifest.model_dump(mode="json"))
     with wall.part("publish"):
         published = versions.publish(staging, final)
-    timings = _timings(wall, summaries, dropped)
+    timings = _timings(wall, summaries, dropped, engine)
     if not published:
         return _existing(final, limit, timings)
     return ValidationResult(manifest=manifest, path=final, timings=timings)

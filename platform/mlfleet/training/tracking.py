@@ -23,6 +23,20 @@ from mlfleet.training.trials import TrialOutcome
 VALIDATION_FILES = ("manifest.json", "report.json", "report.html")
 
 
+def prepare(settings: Settings, model_name: str) -> str:
+    """Everything MLflow needs before a training's first log: the configured store, the
+    registry's imports and the model's experiment (its id is returned).
+
+    About two seconds, mostly imports and the store's start-up, that a training spends on a
+    thread while Ray connects, the data validates and the trials run.
+    """
+    from mlfleet import registry
+
+    registry.configure(settings)
+    registry.preload()
+    return experiment_id(settings, model_name)
+
+
 def experiment_id(settings: Settings, model_name: str) -> str:
     """The experiment of a model, found or created (safe when two trainings race to it).
 
