@@ -256,15 +256,24 @@ def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -
     )
     assert seen
 
+    # The monitor counts a flush as soon as it applies it and stores it with the next
+    # group commit (it acknowledges the sender only then): the rows reach PostgreSQL
+    # shortly after the API shows them.
     monitor_db = profile.postgres.url("monitor")
-    (bucket_rows,) = query(
-        monitor_db,
-        "SELECT COALESCE(SUM(rows), 0) FROM monitor_buckets "
-        "WHERE model = :model AND kind = 'sketch' AND minute >= :minute",
-        model=MODEL,
-        minute=int(since // 60),
+
+    def stored_rows() -> int:
+        (total,) = query(
+            monitor_db,
+            "SELECT COALESCE(SUM(rows), 0) FROM monitor_buckets "
+            "WHERE model = :model AND kind = 'sketch' AND minute >= :minute",
+            model=MODEL,
+            minute=int(since // 60),
+        )
+        return int(total[0])
+
+    wait_for(
+        lambda: stored_rows() >= TRAFFIC_ROWS, timeout=30, what="the counted rows to be stored"
     )
-    assert bucket_rows[0] >= TRAFFIC_ROWS
     (senders,) = query(monitor_db, "SELECT COUNT(*) FROM monitor_senders")
     assert senders[0] >= 1
     (logged,) = query(
@@ -301,7 +310,7 @@ def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -
     store = MonitorStore(monitor_db)
     try:
         stored = [b for b in store.load_buckets(int(since // 60)) if b.model == MODEL]
-        assert sum(b.rows for b in stored if b.kind == "sketch") == bucket_rows[0]
+        assert sum(b.rows for b in stored if b.kind == "sketch") == stored_rows()
         assert {m.model for m in store.load_models()} >= {MODEL}
     finally:
         store.close()
