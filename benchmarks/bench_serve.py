@@ -13,10 +13,12 @@ HAProxy. During every wrk run the serving side's whole process tree (uvicorn; th
 and everything it started: GCS, raylet, proxy, HAProxy, replicas) is measured with
 ``harness.TreeMonitor``: CPU seconds (and per request) and peak memory.
 
-What drift monitoring costs (``monitoring`` in the results): the same fleet redeployed
-with every prediction site recording (MLFLEET_MONITORING_ENABLED=1, the default, flushing
-to the monitor actor that `serve up` starts) and with recording off (=0), in A/B rounds
-(on off | off on | ..., each side freshly redeployed and warmed up alike): throughput at
+What drift monitoring costs (``monitoring`` in the results): one fleet, deployed once with
+every prediction site recording (the default, flushing to the monitor actor that
+`serve up` starts), measured with recording on and paused at run time through the public
+admin route (``PUT /v1/monitoring/recording``), in A/B rounds (on off | off on | ...,
+each side after the same warm-up, which also carries the switch to every replica). The
+same replicas serve both sides, so neither side gets a luckier deployment. Throughput at
 32 connections and p50 at one connection for the dedicated and the pool model, each
 round's own ratio and difference, then medians. Targets: under 5% throughput lost at 32
 connections, under 0.1 ms p50 added at one.
@@ -179,14 +181,12 @@ def measured(
     return r
 
 
-def deploy(
-    env: dict[str, str], mlfleet: list[str], specs: Path, port: int, *, monitoring: bool
-) -> float:
-    """`mlfleet serve up` (a redeploy when the fleet runs) with recording on or off; seconds."""
+def deploy(env: dict[str, str], mlfleet: list[str], specs: Path, port: int) -> float:
+    """`mlfleet serve up`, recording on (the default); seconds."""
     started = time.perf_counter()
     up = subprocess.run(
         [*mlfleet, "serve", "up", "--specs", str(specs), "--port", str(port)],
-        env={**env, "MLFLEET_MONITORING_ENABLED": "1" if monitoring else "0"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -320,12 +320,9 @@ def main() -> None:
             "rounds": monitoring_rounds,
         }
         try:
-            # The head starts here (the rounds below redeploy on it and watch its tree).
-            results["serve_up_seconds"] = deploy(env, mlfleet, specs, port, monitoring=True)
+            results["serve_up_seconds"] = deploy(env, mlfleet, specs, port)
             results["monitoring"] = monitoring_cost(
                 env,
-                mlfleet,
-                specs,
                 port,
                 gateway,
                 {"instances": [ROW]},
@@ -376,7 +373,7 @@ def main() -> None:
         "runs": [],
     }
     try:
-        results["serve_up_seconds"] = deploy(env, mlfleet, specs, port, monitoring=True)
+        results["serve_up_seconds"] = deploy(env, mlfleet, specs, port)
         wait_http(f"http://127.0.0.1:{plain_port}/docs")
         head = head_pid(root / "home")
         # What each target runs on, measured during its runs (the mlfleet targets share a head).
@@ -425,7 +422,7 @@ def main() -> None:
         results["promotion"] = promotion_latency(specs, env, mlfleet, port)
         gateway = {name: targets[name] for name in ("dedicated", "pool")}
         results["monitoring"] = monitoring_cost(
-            env, mlfleet, specs, port, gateway, body, monitoring_rounds, args.seconds, warm_seconds
+            env, port, gateway, body, monitoring_rounds, args.seconds, warm_seconds
         )
     finally:
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
@@ -488,8 +485,6 @@ def promotion_latency(
 
 def monitoring_cost(
     env: dict[str, str],
-    mlfleet: list[str],
-    specs: Path,
     port: int,
     targets: dict[str, tuple[str, str | None]],
     body: dict[str, Any],
@@ -497,24 +492,21 @@ def monitoring_cost(
     seconds: int,
     warm_seconds: int,
 ) -> dict[str, Any]:
-    """Throughput at 32 connections and p50 at one with recording on and off (see the module).
-
-    Each side of each round is a redeploy followed by the same warm-up (models load,
-    autoscaling settles); rounds alternate the order (on off, off on, ...), so neither side
-    always runs first.
-    """
+    """Throughput at 32 connections and p50 at one with recording on and paused (see the
+    module). Rounds alternate the order (on off, off on, ...), so neither side always runs
+    first; each side starts with the switch and the same warm-up."""
     runs: list[dict[str, Any]] = []
-    deploys: list[dict[str, Any]] = []
+    switches: list[dict[str, Any]] = []
     tree = harness.TreeMonitor(head_pid(Path(env["MLFLEET_HOME"])), interval=0.2)
     with tree:
+        for url, key in targets.values():
+            wrk(url, 8, 2, body, key)  # models load on first use
         for rnd in range(1, rounds + 1):
             for mode in ("on", "off") if rnd % 2 else ("off", "on"):
-                # Both sides on replicas deployed and warmed alike (new replicas are slower
-                # for a while: imports, model loads, autoscaling).
-                took = deploy(env, mlfleet, specs, port, monitoring=mode == "on")
-                deploys.append({"round": rnd, "monitoring": mode, "seconds": took})
+                switches.append({"round": rnd, **set_recording(port, mode == "on")})
+                # Busy senders learn the switch from their next acknowledgement (every 2 s);
+                # the warm-up is longer than that for every replica that serves.
                 for url, key in targets.values():
-                    wrk(url, 8, 2, body, key)  # models load on first use
                     wrk(url, 32, warm_seconds, body, key)
                 for conns in (1, 32):
                     for name, (url, key) in targets.items():
@@ -532,8 +524,28 @@ def monitoring_cost(
                             f"server cpu {r['server_cpu_ms_per_request']:.3f} ms/req",
                             flush=True,
                         )
+        set_recording(port, True)
         fleet = monitor_view(port)
-    return {"runs": runs, "deploys": deploys, "fleet": fleet, **monitoring_summary(runs, targets)}
+    return {
+        "runs": runs,
+        "switches": switches,
+        "fleet": fleet,
+        **monitoring_summary(runs, targets),
+    }
+
+
+def set_recording(port: int, on: bool) -> dict[str, Any]:
+    """Pause or resume recording fleet-wide (the admin route), and how long the call took."""
+    started = time.perf_counter()
+    r = httpx.put(
+        f"http://127.0.0.1:{port}/v1/monitoring/recording",
+        json={"recording": on},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
+    if r.status_code != 200 or r.json()["recording"] is not on:
+        sys.exit(f"could not switch recording {'on' if on else 'off'}: {r.status_code} {r.text}")
+    return {"recording": on, "call_ms": round(1000 * (time.perf_counter() - started), 1)}
 
 
 def monitor_view(port: int) -> dict[str, Any]:

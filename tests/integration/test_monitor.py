@@ -186,6 +186,19 @@ def test_cli_status_and_show_and_their_exit_codes(
     assert unknown.returncode == 2  # NotFoundError's exit code, as for `mlfleet models show`
     assert unknown.stderr.strip() == "error: no monitored model is named 'nope'"
 
+    # An operator's pause: acknowledgements tell senders, status shows it, resume ends it.
+    paused = run_cli(["monitor", "pause"], env)
+    assert paused.returncode == 0 and "recording paused" in paused.stdout, paused.stderr
+    assert ingest(handle, flush("gw", 1, (REF, minute_of(time.time()), sketch(REF, 10))))
+    ack = call(handle.ingest.remote(flush("gw", 2, (REF, minute_of(time.time()), sketch(REF, 1)))))
+    assert ack.recording is False
+    table = run_cli(["monitor", "status"], env)
+    assert "recording paused" in table.stdout and "by cli:" in table.stdout
+    resumed = run_cli(["monitor", "resume"], env)
+    assert resumed.returncode == 0 and "paused" not in resumed.stdout, resumed.stdout
+    assert call(handle.recording.remote())["recording"] is True
+    assert "recording paused" not in run_cli(["monitor", "status"], env).stdout
+
 
 def test_a_monitor_that_cannot_start_says_why_and_is_removed(
     monitor_settings: Settings,

@@ -337,3 +337,63 @@ async def burst(
         assert r.status_code == 200, r.text
         out.append({**r.json(), "served_by": r.headers["x-served-by"]})
     return out
+
+
+def test_an_admin_pauses_and_resumes_recording_across_the_fleet(
+    monitor: None, client: httpx.Client
+) -> None:
+    sites = (GATEWAY, POOL, "Dedicated-mon-dedicated")
+    admin = {"Authorization": f"Bearer {OTHER_KEY}"}
+    url = "/v1/monitoring/recording"
+    # Admin scope only, and a strict body.
+    assert client.put(url, json={"recording": False}).status_code == 403
+    for body, status in (({"recording": "no"}, 422), ({}, 422), ({"recording": 0}, 422)):
+        r = client.put(url, json=body, headers=admin)
+        assert r.status_code == status and "recording" in r.json()["error"]["message"], r.text
+    assert client.get("/v1/monitoring").json()["recording"] is True
+
+    r = client.put(url, json={"recording": False}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["recording"] is False and r.json()["changed"]["by"] == "ops"
+    assert client.get("/v1/monitoring").json()["recording"] is False
+    rows = rows_of(loans_frame(40, seed=5))
+    try:
+        # Each site learns of the pause from the acknowledgement of its next flush.
+        def all_paused() -> bool:
+            predict_all(client, "mon-steady", rows[:8], per_request=4)
+            predict_all(client, "mon-dedicated", rows[:8], per_request=4)
+            return all(sender_stats(d)["paused"] for d in sites)
+
+        wait_for(all_paused, timeout=30, what="every prediction site to pause")
+        # What they recorded before they knew is binned and counted at their next flush.
+        wait_for(
+            lambda: all(sender_stats(d)["buffered_rows"] == 0 for d in sites),
+            timeout=30,
+            what="rows recorded before the pause to be binned",
+        )
+        before = {d: sender_stats(d) for d in sites}
+        answers = predict_all(client, "mon-steady", rows, per_request=4)
+        answers += predict_all(client, "mon-dedicated", rows, per_request=4)
+        assert len(answers) == 20  # serving goes on
+        time.sleep(1.0)  # > three flush intervals: anything recorded would be binned
+        after = {d: sender_stats(d) for d in sites}
+        for d in sites:
+            assert after[d]["counted_rows"] == before[d]["counted_rows"], d
+            assert after[d]["logged_rows"] == before[d]["logged_rows"], d
+    finally:
+        r = client.put(url, json={"recording": True}, headers=admin)
+        assert r.status_code == 200 and r.json()["recording"] is True, r.text
+
+    # Paused senders ask every flush interval: all record again without any traffic first.
+    wait_for(
+        lambda: not any(sender_stats(d)["paused"] for d in sites),
+        timeout=30,
+        what="every prediction site to resume",
+    )
+    before = {d: sender_stats(d) for d in sites}
+    predict_all(client, "mon-steady", rows, per_request=4)
+    wait_for(
+        lambda: sender_stats(GATEWAY)["logged_rows"] - before[GATEWAY]["logged_rows"] == len(rows),
+        timeout=30,
+        what="the resumed gateway to log every row",
+    )

@@ -65,13 +65,16 @@ def test_schemathesis_finds_nothing(gateway: str, tmp_path: Path) -> None:
         f"[checks.negative_data_rejection]\nexpected-statuses = {json.dumps(REFUSALS)}\n"
     )
     st = Path(sys.executable).with_name("st")
+    # One worker: with two threads, hypothesis' ast.parse of a filter's lambda hits CPython
+    # 3.11's "AST constructor recursion depth mismatch" (a race in the interpreter) now and
+    # then, an error of the tool and not of the gateway.
     command = [
         str(st), "--config-file", str(config), "run", f"{gateway}/openapi.json",
         "--checks", "all",
         "--header", f"Authorization: Bearer {KEY}",
         "--max-examples", str(MAX_EXAMPLES),
         "--seed", str(SEED),
-        "--workers", "2",
+        "--workers", "1",
         "--phases", "examples,coverage,fuzzing",
         "--request-timeout", "30",
         "--generation-database", "none",

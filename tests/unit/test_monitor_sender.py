@@ -63,6 +63,7 @@ class Monitor:
         self.sent: list[Flush] = []
         self.stored: dict[tuple[str, int], Flush] = {}
         self.down = False
+        self.recording = True  # what the monitor tells senders (an operator's pause)
 
     async def send(self, flush: Flush) -> Ack:
         self.sent.append(flush)
@@ -70,7 +71,12 @@ class Monitor:
             raise ConnectionError("monitor unreachable")
         duplicate = (flush.sender, flush.seq) in self.stored
         self.stored.setdefault((flush.sender, flush.seq), flush)
-        return Ack(seq=flush.seq, duplicate=duplicate)
+        return Ack(seq=flush.seq, duplicate=duplicate, recording=self.recording)
+
+    async def asked(self) -> bool:
+        if self.down:
+            raise ConnectionError("monitor unreachable")
+        return self.recording
 
 
 class Clock:
@@ -105,7 +111,12 @@ def make(
 
     settings: Settings = get_settings(**{"monitor_flush_seconds": 60.0, **overrides})
     sender = SketchSender(
-        "test-sender", settings, send=monitor.send, load=load_reference, clock=clock or Clock()
+        "test-sender",
+        settings,
+        send=monitor.send,
+        load=load_reference,
+        clock=clock or Clock(),
+        recording=monitor.asked,
     )
     return sender, loads
 
@@ -479,3 +490,48 @@ def test_the_gateways_parsed_columns_count_and_log_exactly_like_frames() -> None
         [{"mass": None, "island": "biscoe", "id": None}],
         [{"mass": 8000.0, "island": None, "id": 9}],
     ]
+
+
+def test_a_pause_stops_recording_at_the_next_acknowledgement_until_the_monitor_resumes() -> None:
+    monitor = Monitor()
+    sender, _ = make(monitor, monitor_flush_seconds=0.02)
+
+    def one(mass: float) -> None:
+        sender.record("penguins", "1", frame([mass], ["dream"]), result(["adelie"], [0.9]))
+
+    async def until(paused: bool) -> None:
+        for _ in range(200):
+            if sender.stats()["paused"] is paused:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the sender never became paused={paused}")
+
+    async def go() -> list[int]:
+        counted = []
+        one(2500.0)  # starts the background flusher
+        await sender.flush()
+        counted.append(sender.stats()["counted_rows"])
+        monitor.recording = False
+        one(2600.0)  # recorded: the sender learns of the pause from this flush's ack
+        await sender.flush()
+        counted.append(sender.stats()["counted_rows"])
+        one(2700.0)  # paused: ignored
+        await sender.flush()
+        counted.append(sender.stats()["counted_rows"])
+        monitor.recording = True  # the paused flusher asks every tick
+        await until(paused=False)
+        one(2800.0)
+        await sender.flush()
+        counted.append(sender.stats()["counted_rows"])
+        monitor.recording = False
+        one(2900.0)
+        await sender.flush()
+        await until(paused=True)
+        monitor.down = True  # nobody to ask: record again rather than stay paused for ever
+        await until(paused=False)
+        await sender.close(timeout=0.1)
+        return counted
+
+    assert asyncio.run(go()) == [1, 2, 2, 3]
+    stored = sum(p.counts.rows for f in monitor.stored.values() for p in f.parts)
+    assert stored == 4

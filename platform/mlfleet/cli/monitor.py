@@ -107,6 +107,39 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         f"{health['active_senders']} active senders; dropped rows: {health['dropped_rows']:,}; "
         f"store: {escape(health['store'])}"
     )
+    if not health.get("recording", True):
+        console.print(f"[bold yellow]recording paused[/] {_changed(health)}")
+
+
+def _changed(health: dict[str, Any]) -> str:
+    change = health.get("recording_changed") or {}
+    if not change:
+        return ""
+    return f"at {_when(change.get('at'))} by {escape(change.get('by') or '-')}"
+
+
+def _set_recording(on: bool) -> None:
+    import getpass
+
+    from mlfleet.monitoring.actor import call
+
+    handle = _monitor()
+    state = call(handle.set_recording.remote(on, f"cli:{getpass.getuser()}"))
+    word = "recording" if state["recording"] else "recording paused"
+    console.print(f"{word} {_changed({'recording_changed': state['changed']})}".rstrip())
+
+
+@app.command()
+def pause() -> None:
+    """Pause recording across the fleet (a load test, a backfill): no replica counts or logs
+    predictions until `mlfleet monitor resume` (or a restart of the monitor)."""
+    _set_recording(False)
+
+
+@app.command()
+def resume() -> None:
+    """Resume recording across the fleet after `mlfleet monitor pause`."""
+    _set_recording(True)
 
 
 def _column_rows(table: Table, columns: list[dict[str, Any]]) -> None:

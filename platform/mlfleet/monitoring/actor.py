@@ -171,6 +171,10 @@ class MonitorActor:
         self._inflight: asyncio.Future[None] | None = None  # the commit being written
         self._latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)  # ingest -> ack, ms
         self._writes: deque[float] = deque(maxlen=LATENCIES_KEPT)  # one commit's write, ms
+        # Recording paused by an operator (a load test, a backfill): not stored, so a
+        # restarted monitor records again, erring on the side of counting.
+        self._recording = True
+        self._recording_changed: dict[str, Any] | None = None
         self._hooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="monitor-hooks")
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-store")
         # References come from the registry, which may take seconds: never ahead of a commit.
@@ -334,7 +338,27 @@ class MonitorActor:
         if waiting is not None:
             await asyncio.shield(waiting)
         self._latencies.append((time.perf_counter() - started) * 1000)
-        return Ack(seq=flush.seq, duplicate=not applied)
+        return Ack(seq=flush.seq, duplicate=not applied, recording=self._recording)
+
+    async def recording(self) -> dict[str, Any]:
+        """Whether senders record predictions, and the last change (who asked, when)."""
+        self._check()
+        return {"recording": self._recording, "changed": self._recording_changed}
+
+    async def set_recording(self, on: bool, by: str = "") -> dict[str, Any]:
+        """Pause (False) or resume (True) recording across the fleet.
+
+        Senders learn it from their next acknowledgement, or, while paused, from asking
+        every flush interval: within about two flush intervals every replica follows.
+        Predictions made while paused are neither counted nor logged (their labels do not
+        join). What was recorded before the pause is still flushed and stored.
+        """
+        self._check()
+        if on != self._recording:
+            self._recording = on
+            self._recording_changed = {"recording": on, "at": time.time(), "by": by}
+            log.warning("recording %s by %s", "resumed" if on else "paused", by or "an operator")
+        return await self.recording()
 
     async def feedback(self, model: str, labels: list[Label]) -> FeedbackResult:
         """Join labels to logged predictions; returns once the realised counts are stored."""
@@ -371,6 +395,8 @@ class MonitorActor:
         state = self._check()
         return {
             **state.health(),
+            "recording": self._recording,
+            "recording_changed": self._recording_changed,
             "pid": os.getpid(),
             "started_at": self._started,
             "ack_ms": _percentiles(list(self._latencies)),

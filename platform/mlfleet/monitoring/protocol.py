@@ -71,6 +71,9 @@ class Ack:
 
     seq: int
     duplicate: bool = False
+    # Whether the fleet records predictions now (``PUT /v1/monitoring/recording``): a sender
+    # learns a pause or a resume from its next acknowledgement.
+    recording: bool = True
 
 
 @dataclass

@@ -238,6 +238,8 @@ class SketchSender:
         load: A version's reference, None when it has none (default:
             :func:`~mlfleet.monitoring.loading.load_reference`). Blocking; run in a thread.
         clock: Seconds since the Unix epoch (the minute a prediction is counted in).
+        recording: Asked while paused, every flush interval: has recording resumed?
+            (default: the monitor actor's ``recording``). Raising means "nobody to ask".
     """
 
     def __init__(
@@ -248,9 +250,12 @@ class SketchSender:
         send: Send | None = None,
         load: LoadReference = load_reference,
         clock: Callable[[], float] = time.time,
+        recording: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.sender_id = sender_id
         self.enabled = settings.monitoring_enabled
+        # Paused fleet-wide by an operator (the monitor's answer to our last flush).
+        self._paused = False
         self.flush_seconds = settings.monitor_flush_seconds
         self.flush_rows = settings.monitor_flush_rows
         self.max_pending_rows = settings.monitor_max_pending_rows
@@ -258,6 +263,7 @@ class SketchSender:
         self._send: Send = send or self._send_to_monitor
         self._load = load
         self._clock = clock
+        self._recording = recording or self._monitor_records
         # Recorded, not yet binned (request path appends; the flusher takes it all).
         self._buffer: list[_Entry] = []
         self._buffered_rows = 0
@@ -311,7 +317,7 @@ class SketchSender:
                 confidences) for delayed labels to join.
             sketch: Count the rows (False when another prediction site counts them).
         """
-        if not self.enabled or not (log or sketch):
+        if not self.enabled or self._paused or not (log or sketch):
             return
         now = self._clock()
         entry = _Entry(model, version, minute_of(now), now, frame, result, request_id, log, sketch)
@@ -342,9 +348,26 @@ class SketchSender:
                 await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
             self._wake.clear()
             try:
-                await self._flush(force=False)
+                if await self._flush(force=False) is None:
+                    # Nothing acknowledged this tick: ask whether recording is paused or
+                    # resumed (a replica without traffic learns it too, ready for its next).
+                    await self._ask_recording()
             except Exception:  # never let the flusher die: the next tick tries again
                 log.warning("sketch flush failed", exc_info=True)
+
+    async def _ask_recording(self) -> None:
+        """With nothing to send, ask whether the fleet records (one small call per flush
+        interval; a busy sender learns it from its acknowledgements)."""
+        try:
+            self._paused = not await self._recording()
+        except Exception:
+            # Nobody to ask (the monitor is down or gone): record again. Counts wait within
+            # the bound, and a restarted monitor records.
+            self._paused = False
+
+    async def _monitor_records(self) -> bool:
+        answer = await self._link.call("recording")
+        return bool(answer["recording"])
 
     async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Stop the background task after one last flush (best effort, bounded by ``timeout``)."""
@@ -549,6 +572,7 @@ class SketchSender:
                 self._inflight = None
             self._failures, self._next_attempt = 0, 0.0
             self._acked_seq = max(self._acked_seq, ack.seq)
+            self._paused = not ack.recording
             self._flushes_acked += 1
             self._dropped_reported = max(self._dropped_reported, flush.dropped_rows)
             last = ack
@@ -633,6 +657,7 @@ class SketchSender:
         return {
             "sender": self.sender_id,
             "enabled": self.enabled,
+            "paused": self._paused,
             "seq": self._seq,
             "acked_seq": self._acked_seq,
             "flushes_acked": self._flushes_acked,

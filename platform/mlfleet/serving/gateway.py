@@ -28,7 +28,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -114,6 +114,17 @@ class PromoteRequest(BaseModel):
 
     version: str = Field(
         pattern=VERSION_PATTERN, description="The registry version to make champion."
+    )
+
+
+class RecordingRequest(BaseModel):
+    """Body of ``PUT /v1/monitoring/recording``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recording: StrictBool = Field(
+        description="false pauses recording across the fleet (nothing is counted or logged "
+        "for the monitor); true resumes it."
     )
 
 
@@ -863,7 +874,16 @@ class Gateway:
     async def monitoring(self, request: Request) -> dict[str, Any]:
         """Every monitored model's status (the monitor's ``fleet()``)."""
         authorize(request, self.settings.api_keys, "predict")
-        return {"models": await self._ask_monitor("fleet")}
+        models, recording = await asyncio.gather(
+            self._ask_monitor("fleet"), self._ask_monitor("recording")
+        )
+        return {"models": models, **recording}
+
+    async def set_recording(self, on: bool, by: str) -> dict[str, Any]:
+        """Pause or resume recording across the fleet (the monitor tells every sender);
+        ``by`` names the key that asked."""
+        body: dict[str, Any] = await self._ask_monitor("set_recording", on, by)
+        return body
 
     async def monitoring_model(
         self, name: str, request: Request, version: str | None = None
@@ -1093,6 +1113,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     bodies: dict[str, dict[str, Any]] = {
         "PredictRequest": PredictRequest.openapi_schema(max_instances),
         "PromoteRequest": PromoteRequest.model_json_schema(),
+        "RecordingRequest": RecordingRequest.model_json_schema(),
         "FeedbackRequest": FeedbackRequest.model_json_schema(
             ref_template="#/components/schemas/{model}"
         ),
@@ -1277,6 +1298,25 @@ async def monitoring(request: Request) -> dict[str, Any]:
     realised performance, last alert and last retrain. 503: the drift monitor is not
     reachable."""
     return await _gateway().monitoring(request)
+
+
+@app.put(
+    "/v1/monitoring/recording",
+    tags=["admin"],
+    responses=errors(*KEYED, 400, 415, 422),
+    openapi_extra=_keyed(**_body("RecordingRequest")),
+)
+async def monitoring_recording(request: Request) -> dict[str, Any]:
+    """Pause (``{"recording": false}``) or resume (``true``) recording across the fleet:
+    while paused, no replica counts or logs predictions for the monitor (labels for them do
+    not join). Every replica follows within about two flush intervals; a restarted monitor
+    records again. ``GET /v1/monitoring`` shows the state and its last change. Admin scope;
+    503: the drift monitor is not reachable."""
+    gateway = _gateway()
+    key = authorize(request, gateway.settings.api_keys, "admin")
+    payload = await _read_json(request, gateway.settings.max_request_bytes)
+    body = _parsed(RecordingRequest, payload, "recording")
+    return await gateway.set_recording(body.recording, key.name if key else "keyless admin")
 
 
 @app.get(
