@@ -12,6 +12,7 @@ else in ``tests``:
 - ``monitoring``: model references, sketches and flushes for the drift monitor's tests.
 - ``fleet``: small fleets of loan models, served on the session's Ray; stopping the monitor.
 - ``browser``: Debian's chromium for Playwright, installed when missing.
+- ``deploy_configs``: the settings and lock that cluster.yaml and deploy/ are checked against.
 """
 
 from pathlib import Path
