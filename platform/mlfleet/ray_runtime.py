@@ -40,9 +40,10 @@ def connect(settings: Settings, address: str = "") -> None:
     Args:
         settings: MLFLEET_RAY_ADDRESS, and the CPUs of an embedded cluster.
         address: The cluster to join (``host:port`` of its GCS); empty means
-            MLFLEET_RAY_ADDRESS; when that is empty too, the local head mlfleet started under
-            MLFLEET_HOME (`serve up`) if it answers; otherwise an embedded cluster starts
-            and lives as long as this process.
+            MLFLEET_RAY_ADDRESS; when that is empty too, inside a Ray job the job's cluster,
+            else the local head mlfleet started under MLFLEET_HOME (`cluster up`, `serve
+            up`) if it answers; otherwise an embedded cluster starts and lives as long as
+            this process.
 
     Raises:
         ClusterError: the named cluster cannot be reached.
@@ -53,7 +54,7 @@ def connect(settings: Settings, address: str = "") -> None:
         return
     # Ray 2.60 warns on every start that token auth is on; that is the default we want.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-    address = address or settings.ray_address or _warm_head(settings)
+    address = address or settings.ray_address or _default_address(settings)
     if address:
         try:
             ray.init(
@@ -79,14 +80,17 @@ def connect(settings: Settings, address: str = "") -> None:
         )
 
 
-def _warm_head(settings: Settings) -> str:
-    """The GCS address of mlfleet's own running head, or "" to start an embedded cluster.
+def _default_address(settings: Settings) -> str:
+    """The cluster to join when none is named, or "" to start an embedded cluster.
 
-    Joining it costs a fraction of a second where an embedded start costs several. Inside a
-    Ray job (RAY_ADDRESS set by the job's cluster) the job's own cluster wins.
+    Inside a Ray job that is the job's own cluster (Ray sets RAY_ADDRESS for its driver),
+    joined as a named cluster: an embedded start's options (MLFLEET_RAY_NUM_CPUS, which a
+    job inherits from the head's environment) are refused when joining one. Else it is
+    mlfleet's own running head: joining it costs a fraction of a second where an embedded
+    start costs several.
     """
     if os.environ.get("RAY_ADDRESS"):
-        return ""
+        return os.environ["RAY_ADDRESS"]
     head = answering_head(settings)
     return head.gcs_address if head is not None else ""
 
