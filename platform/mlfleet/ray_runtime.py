@@ -15,13 +15,16 @@ from mlfleet.cluster import LOCAL_CLUSTER, ClusterError, answering_head
 from mlfleet.settings import Settings
 
 NAMESPACE = "mlfleet"
+# Set by Ray for the driver of every Ray job (ray._private.runtime_env.constants).
+JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 def prepare_ray_env() -> None:
     """Environment Ray reads once, when first imported: call before anything imports ray.
 
     Clusters started by `ray start` (2.60) accept clients only with their token, and
-    embedded ones use a token too; Ray workers must not be relaunched through `uv run`.
+    embedded ones use a token too, so token mode is the default; inside a Ray job the
+    cluster's own mode holds. Ray workers must not be relaunched through `uv run`.
 
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's switch for a cluster that is this machine
     alone. Without it Ray rewrites a loopback address into the host's routable one: a client
@@ -29,7 +32,11 @@ def prepare_ray_env() -> None:
     listen (``mlfleet.cluster``), and an embedded cluster listens on every interface. Other
     addresses are left as they are, so joining a multi-node cluster is unaffected.
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # A Ray job's driver already has its cluster's mode: a head with token auth on puts
+    # RAY_AUTH_MODE=token in the environment its processes and jobs inherit. Forcing token
+    # mode there would only break the jobs of a cluster without it (no token to send).
+    if JOB_DRIVER_ENV not in os.environ:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault(LOCAL_CLUSTER, "0")
 
