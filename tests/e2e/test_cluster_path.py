@@ -184,3 +184,26 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"RAY_AUTH_MODE": "disabled"}, "keep Ray's token auth on"),
+        ({"MLFLEET_RAY_ADDRESS": "127.0.0.1:6379"}, "names another cluster"),
+    ],
+)
+def test_up_refuses_an_open_head_or_a_named_cluster_in_one_line(
+    tmp_path: Path, setting: dict[str, str], said: str
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")},
+        "HOME": str(tmp_path),
+        "MLFLEET_HOME": str(tmp_path / "mlfleet"),
+        **setting,
+    }
+    proc = run_cli(["cluster", "up"], env, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and said in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlfleet" / "cluster" / "head.json").exists()
