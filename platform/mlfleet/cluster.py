@@ -1,4 +1,5 @@
-"""A local Ray head that outlives the command which started it (for `mlfleet serve up`).
+"""A local Ray head that outlives the command which started it (`mlfleet cluster up`,
+`mlfleet serve up`).
 
 `ray start --head --block` runs as a detached child; its PID, start time and addresses are
 kept in ``$MLFLEET_HOME/cluster/head.json`` so `mlfleet down` stops exactly what mlfleet
@@ -16,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -38,6 +41,9 @@ HEAD_IP = "127.0.0.1"
 AUTH_MODE = "RAY_AUTH_MODE"
 # Ray's switch for a cluster that is this machine alone (see start_head).
 LOCAL_CLUSTER = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Ray's usual dashboard (and Jobs API) port: `mlfleet cluster up` takes it when it is free, so
+# the README's `ray job submit --address http://127.0.0.1:8265` works as written.
+DEFAULT_DASHBOARD_PORT = 8265
 # psutil derives start times from boot time and clock ticks: equal for one process, read twice.
 START_TIME_TOLERANCE_S = 0.5
 
@@ -177,6 +183,26 @@ def _gcs_up(address: str) -> bool:
         return False
 
 
+def token_path(env: dict[str, str] | None = None) -> Path:
+    """Where Ray clients with ``env`` (default: this process's) look for the token file:
+    ``RAY_AUTH_TOKEN_PATH``, else Ray's default ``~/.ray/auth_token``."""
+    env = dict(os.environ) if env is None else env
+    if env.get("RAY_AUTH_TOKEN_PATH"):
+        return Path(env["RAY_AUTH_TOKEN_PATH"]).expanduser()
+    return Path(env.get("HOME") or Path.home()) / ".ray" / "auth_token"
+
+
+def read_token(env: dict[str, str] | None = None) -> str | None:
+    """The Ray token clients with ``env`` send (``RAY_AUTH_TOKEN``, else the token file)."""
+    env = dict(os.environ) if env is None else env
+    if env.get("RAY_AUTH_TOKEN"):
+        return env["RAY_AUTH_TOKEN"].strip()
+    try:
+        return token_path(env).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def ensure_token(env: dict[str, str]) -> None:
     """Make sure a head started with ``env`` has Ray's token: generate one when none exists.
 
@@ -188,7 +214,7 @@ def ensure_token(env: dict[str, str]) -> None:
     """
     if env.get("RAY_AUTH_TOKEN") or env.get("RAY_AUTH_TOKEN_PATH"):
         return
-    path = Path(env.get("HOME") or Path.home()) / ".ray" / "auth_token"
+    path = token_path(env)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -198,15 +224,36 @@ def ensure_token(env: dict[str, str]) -> None:
         out.write(secrets.token_hex(32))
 
 
-def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) -> HeadState:
+def port_if_free(port: int) -> int | None:
+    """``port`` when nothing listens on it on 127.0.0.1 right now, else None."""
+    with socket.socket() as s:
+        try:
+            s.bind((HEAD_IP, port))
+        except OSError:
+            return None
+    return port
+
+
+def start_head(
+    settings: Settings,
+    env_overrides: dict[str, str] | None = None,
+    dashboard_port: int | None = None,
+) -> HeadState:
     """Start a head bound to 127.0.0.1 with Ray's token auth on, detached from this process.
+
+    Args:
+        settings: MLFLEET_HOME (the record, the log, and the home of the head's jobs) and
+            the head's CPUs.
+        env_overrides: Environment of the head on top of this process's (recorded).
+        dashboard_port: The dashboard's (and Jobs API's) port; default a free one.
 
     Raises:
         ClusterError: RAY_AUTH_MODE asks for no token auth, or the head does not come up
             in time.
     """
     bin_dir = Path(sys.executable).parent
-    port, dashboard, agent, client = free_port(), free_port(), free_port(), free_port()
+    port, agent, client = free_port(), free_port(), free_port()
+    dashboard = dashboard_port or free_port()
     temp = Path(f"/tmp/mlfleet-ray-{os.getpid()}-{port}")
     log_dir = settings.home / "cluster"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -218,6 +265,9 @@ def start_head(settings: Settings, env_overrides: dict[str, str] | None = None) 
         # On SIGTERM a head first "drains" (waits for its workers to go idle) for up to 30 s;
         # a lone local head has nowhere to drain to, and Serve replicas never go idle.
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        # A job's working directory is a copy Ray unpacks into its session folder: the
+        # default home (./.mlfleet) would put its models there, lost to every other command.
+        "MLFLEET_HOME": str(settings.home),
         **(env_overrides or {}),
     }
     env.pop("RAY_ADDRESS", None)
@@ -346,3 +396,79 @@ def _reap(pid: int, timeout: float = 5.0) -> None:
 def forget_head(settings: Settings) -> None:
     """Remove the record of a head."""
     _state_path(settings).unlink(missing_ok=True)
+
+
+def stop_running_head(
+    settings: Settings, notify: Callable[[str], None] | None = None
+) -> HeadState | None:
+    """Stop the head mlfleet started under MLFLEET_HOME and forget it; the head stopped, or
+    None when none runs (a stale record is forgotten, see :func:`running_head`)."""
+    head = running_head(settings, notify)
+    if head is not None:
+        stop_head(head)
+        forget_head(settings)
+    return head
+
+
+def dashboard_get(state: HeadState, path: str, timeout: float = 10.0) -> Any:
+    """GET ``path`` from the head's dashboard with this user's Ray token; its JSON body.
+
+    Raises:
+        ClusterError: the dashboard does not answer, refuses the token, or fails.
+    """
+    import httpx
+
+    url = f"{state.dashboard_url}{path}"
+    try:
+        response = httpx.get(url, headers=_auth_header(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ClusterError(f"the head's dashboard ({url}) does not answer: {exc}") from None
+    if response.status_code == 401:
+        raise ClusterError(
+            f"the head's dashboard refused this user's Ray token ({token_path()}): "
+            "the head was started with another one",
+            code="ray_token_refused",
+        )
+    if response.status_code != 200:
+        raise ClusterError(f"the head's dashboard answered {path} with {response.status_code}")
+    return response.json()
+
+
+def _auth_header() -> dict[str, str]:
+    token = read_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def wait_ready(state: HeadState, timeout: float = START_TIMEOUT_S) -> None:
+    """Return once the head's dashboard (and so its Jobs API) answers and its node is alive.
+
+    The GCS answers first (:func:`start_head` returns then); a job submitted before the
+    dashboard is up would be refused.
+
+    Raises:
+        ClusterError: the head exited, refuses this user's token, or is not ready in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            nodes = dashboard_get(state, "/api/v0/nodes", timeout=5)["data"]["result"]["result"]
+            if any(node.get("state") == "ALIVE" for node in nodes):
+                return
+        except ClusterError as exc:
+            if exc.code == "ray_token_refused":
+                raise
+        if not _alive(state.pid):
+            raise ClusterError(f"the Ray head exited; see {state.log}")
+        if time.monotonic() > deadline:
+            raise ClusterError(f"the Ray head was not ready within {timeout:.0f}s; see {state.log}")
+        time.sleep(0.5)
+
+
+def submit_command(state: HeadState, entrypoint: str) -> str:
+    """The `ray job submit` line, as a shell runs it from the project's root, that sends
+    ``entrypoint`` to this head with the token (Ray clients send it only in token mode)."""
+    ray = shlex.quote(str(Path(sys.executable).parent / "ray"))
+    return (
+        f"{AUTH_MODE}=token {ray} job submit --address {state.dashboard_url} "
+        f"--working-dir . -- {entrypoint}"
+    )

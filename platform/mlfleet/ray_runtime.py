@@ -15,13 +15,16 @@ from mlfleet.cluster import LOCAL_CLUSTER, ClusterError, answering_head
 from mlfleet.settings import Settings
 
 NAMESPACE = "mlfleet"
+# Set by Ray for the driver of every Ray job (ray._private.runtime_env.constants).
+JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 def prepare_ray_env() -> None:
     """Environment Ray reads once, when first imported: call before anything imports ray.
 
     Clusters started by `ray start` (2.60) accept clients only with their token, and
-    embedded ones use a token too; Ray workers must not be relaunched through `uv run`.
+    embedded ones use a token too, so token mode is the default; inside a Ray job the
+    cluster's own mode holds. Ray workers must not be relaunched through `uv run`.
 
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's switch for a cluster that is this machine
     alone. Without it Ray rewrites a loopback address into the host's routable one: a client
@@ -29,7 +32,11 @@ def prepare_ray_env() -> None:
     listen (``mlfleet.cluster``), and an embedded cluster listens on every interface. Other
     addresses are left as they are, so joining a multi-node cluster is unaffected.
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # A Ray job's driver already has its cluster's mode: a head with token auth on puts
+    # RAY_AUTH_MODE=token in the environment its processes and jobs inherit. Forcing token
+    # mode there would only break the jobs of a cluster without it (no token to send).
+    if JOB_DRIVER_ENV not in os.environ:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault(LOCAL_CLUSTER, "0")
 
@@ -40,9 +47,10 @@ def connect(settings: Settings, address: str = "") -> None:
     Args:
         settings: MLFLEET_RAY_ADDRESS, and the CPUs of an embedded cluster.
         address: The cluster to join (``host:port`` of its GCS); empty means
-            MLFLEET_RAY_ADDRESS; when that is empty too, the local head mlfleet started under
-            MLFLEET_HOME (`serve up`) if it answers; otherwise an embedded cluster starts
-            and lives as long as this process.
+            MLFLEET_RAY_ADDRESS; when that is empty too, inside a Ray job the job's cluster,
+            else the local head mlfleet started under MLFLEET_HOME (`cluster up`, `serve
+            up`) if it answers; otherwise an embedded cluster starts and lives as long as
+            this process.
 
     Raises:
         ClusterError: the named cluster cannot be reached.
@@ -53,7 +61,7 @@ def connect(settings: Settings, address: str = "") -> None:
         return
     # Ray 2.60 warns on every start that token auth is on; that is the default we want.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-    address = address or settings.ray_address or _warm_head(settings)
+    address = address or settings.ray_address or _default_address(settings)
     if address:
         try:
             ray.init(
@@ -79,14 +87,17 @@ def connect(settings: Settings, address: str = "") -> None:
         )
 
 
-def _warm_head(settings: Settings) -> str:
-    """The GCS address of mlfleet's own running head, or "" to start an embedded cluster.
+def _default_address(settings: Settings) -> str:
+    """The cluster to join when none is named, or "" to start an embedded cluster.
 
-    Joining it costs a fraction of a second where an embedded start costs several. Inside a
-    Ray job (RAY_ADDRESS set by the job's cluster) the job's own cluster wins.
+    Inside a Ray job that is the job's own cluster (Ray sets RAY_ADDRESS for its driver),
+    joined as a named cluster: an embedded start's options (MLFLEET_RAY_NUM_CPUS, which a
+    job inherits from the head's environment) are refused when joining one. Else it is
+    mlfleet's own running head: joining it costs a fraction of a second where an embedded
+    start costs several.
     """
     if os.environ.get("RAY_ADDRESS"):
-        return ""
+        return os.environ["RAY_ADDRESS"]
     head = answering_head(settings)
     return head.gcs_address if head is not None else ""
 

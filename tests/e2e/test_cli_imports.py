@@ -35,6 +35,13 @@ def test_help_imports_neither_ray_nor_mlflow(env: dict[str, str]) -> None:
     assert loaded == set(), loaded
 
 
+def test_cluster_help_imports_neither_ray_nor_mlflow(env: dict[str, str]) -> None:
+    proc, loaded = cli_imports(["cluster", "--help"], env, HEAVY)
+    assert proc.returncode == 0, proc.stderr
+    assert "up" in proc.stdout and "status" in proc.stdout and "down" in proc.stdout
+    assert loaded == set(), loaded
+
+
 def test_data_versions_imports_neither_ray_nor_mlflow(env: dict[str, str]) -> None:
     proc, loaded = cli_imports(["data", "versions", "customers", "--json"], env, HEAVY)
     assert proc.returncode == 0, proc.stderr

@@ -8,25 +8,21 @@ API must refuse a job without the token. docs/security.md (Ports) is the table t
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import re
 import secrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from mlfleet import cluster
 from tests.support.cli import run_cli
 from tests.support.fleet import DUMMY, api_key, write_loans_fleet
-from tests.support.net import free_port
+from tests.support.net import Listener, free_port, listeners
 
 
 @dataclass
@@ -42,23 +38,6 @@ class Head:
     @property
     def token(self) -> str:
         return (self.home / ".ray" / "auth_token").read_text().strip()
-
-
-@dataclass
-class Listener:
-    host: str
-    port: int
-    pid: int
-    process: str
-
-    @property
-    def loopback(self) -> bool:
-        host = self.host.strip("[]")
-        if host == "*":
-            return False
-        ip = ipaddress.ip_address(host)
-        mapped = getattr(ip, "ipv4_mapped", None)
-        return bool((mapped or ip).is_loopback)
 
 
 @pytest.fixture(scope="module")
@@ -88,24 +67,6 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         down = run_cli(["down"], env)
         assert down.returncode == 0, down.stderr
         assert "local Ray head" in down.stdout
-
-
-def listeners(pids: set[int]) -> list[Listener]:
-    """Every listening TCP socket of ``pids``, as `ss -ltnp` reports it."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for line in out.splitlines():
-        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)} & pids
-        if not owners:
-            continue
-        host, _, port = line.split()[3].rpartition(":")
-        pid = min(owners)
-        try:
-            title = psutil.Process(pid).cmdline()[0] or psutil.Process(pid).name()
-        except (psutil.Error, IndexError):
-            title = "?"
-        found.append(Listener(host, int(port), pid, Path(title.split()[0]).name[:40]))
-    return sorted(found, key=lambda item: (item.process, item.port))
 
 
 def grpc_code(port: int, token: str | None) -> str:

@@ -14,6 +14,7 @@ import threading
 import typer
 from rich.markup import escape
 
+from mlfleet.cli import cluster as cluster_cli
 from mlfleet.cli import data as data_cli
 from mlfleet.cli import keys as keys_cli
 from mlfleet.cli import models as models_cli
@@ -37,6 +38,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(serve_cli.app, name="serve")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(cluster_cli.app, name="cluster")
 app.command("down", help="Stop whatever mlfleet started (the fleet and its local head).")(
     serve_cli.down
 )

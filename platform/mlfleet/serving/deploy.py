@@ -1,9 +1,10 @@
 """Deploying the fleet on Ray: the flags of the heads mlfleet starts, fleet up, status, down.
 
-`mlfleet serve up/status`, `mlfleet down` and the quickstart call these functions and
-print what they return. The fleet runs on MLFLEET_RAY_ADDRESS when it is set, else on a
-local head mlfleet starts (``mlfleet.cluster``: detached, bound to 127.0.0.1, stopped by
-`mlfleet down`), joined through ``mlfleet.ray_runtime.connect`` like every other Ray use.
+`mlfleet cluster up/status/down`, `mlfleet serve up/status`, `mlfleet down` and the
+quickstart call these functions and print what they return. The fleet runs on
+MLFLEET_RAY_ADDRESS when it is set, else on a local head mlfleet starts
+(``mlfleet.cluster``: detached, bound to 127.0.0.1, stopped by `mlfleet down`), joined
+through ``mlfleet.ray_runtime.connect`` like every other Ray use.
 """
 
 from __future__ import annotations
@@ -178,10 +179,116 @@ def connect_fleet(settings: Settings, *, start: bool, notify: Notify = _silent) 
                 "starting a local Ray head on 127.0.0.1 (it outlives this "
                 "command; `mlfleet down` stops it)"
             )
-            head = cluster.start_head(settings, fast_serve_env(settings))
+            head = start_local_head(settings)
         address = head.gcs_address
     connect(settings, address)
     return address
+
+
+def start_local_head(settings: Settings, dashboard_port: int | None = None) -> cluster.HeadState:
+    """Start mlfleet's local head, the one `serve up` deploys on (with :func:`fast_serve_env`).
+
+    Raises:
+        ServeError: see :func:`fast_serve_env`.
+        ClusterError: the head did not start.
+    """
+    return cluster.start_head(settings, fast_serve_env(settings), dashboard_port=dashboard_port)
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """mlfleet's local head as `mlfleet cluster up` leaves it."""
+
+    head: cluster.HeadState
+    started: bool  # False: it was already running
+    moved_dashboard: bool  # the default dashboard port was taken, another one is used
+
+
+def cluster_up(settings: Settings, notify: Notify = _silent) -> LocalCluster:
+    """Start mlfleet's local head unless it runs; return once its Jobs API answers.
+
+    The dashboard takes Ray's usual port (8265) when it is free.
+
+    Raises:
+        ClusterError: MLFLEET_RAY_ADDRESS names another cluster (commands would use that
+            one, not this head), or the head did not start.
+        ServeError: see :func:`fast_serve_env`.
+    """
+    if settings.ray_address:
+        raise cluster.ClusterError(
+            f"MLFLEET_RAY_ADDRESS={settings.ray_address} names another cluster, which every "
+            "mlfleet command would use instead of a local head; unset it first"
+        )
+    head = cluster.running_head(settings, notify)
+    started = head is None
+    moved = False
+    if head is None:
+        port = cluster.port_if_free(cluster.DEFAULT_DASHBOARD_PORT)
+        moved = port is None
+        head = start_local_head(settings, dashboard_port=port)
+    cluster.wait_ready(head)
+    return LocalCluster(head=head, started=started, moved_dashboard=moved)
+
+
+def cluster_status(settings: Settings) -> dict[str, Any]:
+    """mlfleet's local head: addresses, uptime, nodes, resources and the fleet's status.
+
+    ``resources`` maps each resource to its ``total`` over the live nodes and the ``used``
+    part (None until Ray's autoscaler monitor first reports, seconds after start);
+    ``fleet`` is the fleet application's status, None when it is not deployed. Asked from
+    the head's dashboard over HTTP (no Ray client: milliseconds, not seconds).
+
+    Raises:
+        ClusterError: no head started by mlfleet runs under MLFLEET_HOME, or it does not
+            answer.
+    """
+    head = cluster.running_head(settings)
+    if head is None:
+        raise cluster.ClusterError(
+            f"no Ray head started by mlfleet is running (MLFLEET_HOME={settings.home}); "
+            "`mlfleet cluster up` starts one"
+        )
+    nodes = cluster.dashboard_get(head, "/api/v0/nodes")["data"]["result"]["result"]
+    report = cluster.dashboard_get(head, "/api/cluster_status")["data"]["clusterStatus"]
+    applications = cluster.dashboard_get(head, "/api/serve/applications/")["applications"]
+    fleet = applications.get(APP_NAME)
+    return {
+        "pid": head.pid,
+        "gcs_address": head.gcs_address,
+        "dashboard_url": head.dashboard_url,
+        "uptime_s": round(time.time() - head.started_at, 1) if head.started_at else None,
+        "nodes": [
+            {
+                "node_id": n["node_id"],
+                "ip": n["node_ip"],
+                "head": n["is_head_node"],
+                "state": n["state"],
+                "resources": n["resources_total"],
+            }
+            for n in nodes
+        ],
+        "resources": _resources(nodes, report.get("loadMetricsReport", {}).get("usage", {})),
+        "fleet": fleet["status"] if fleet else None,
+        "ingress": "haproxy" if head.haproxy else "serve-proxy",
+    }
+
+
+def _resources(
+    nodes: list[dict[str, Any]], usage: dict[str, list[float]]
+) -> dict[str, dict[str, float | None]]:
+    """Totals of the live nodes' resources (per-node markers left out) and their use."""
+    totals: dict[str, float] = {}
+    for node in nodes:
+        if node["state"] != "ALIVE":
+            continue
+        for name, amount in node["resources_total"].items():
+            if not name.startswith("node:"):
+                totals[name] = totals.get(name, 0.0) + amount
+    # The usage report spells object_store_memory as objectStoreMemory.
+    used = {
+        "object_store_memory" if k == "objectStoreMemory" else k: v[0] for k, v in usage.items()
+    }
+    return {name: {"used": used.get(name), "total": totals[name]} for name in sorted(totals)}
 
 
 def ingress(settings: Settings) -> str:
@@ -319,11 +426,9 @@ def down(settings: Settings, notify: Notify = _silent) -> list[str]:
     A head record whose PID now belongs to another process is forgotten, the process left
     alone, and ``notify`` told (:func:`mlfleet.cluster.running_head`).
     """
-    head = cluster.running_head(settings, notify)
+    # Stopping the head stops Serve with it; no need to wait for a graceful shutdown.
+    head = cluster.stop_running_head(settings, notify)
     if head is not None:
-        # Stopping the head stops Serve with it; no need to wait for a graceful shutdown.
-        cluster.stop_head(head)
-        cluster.forget_head(settings)
         return [f"the fleet and the local Ray head mlfleet started (pid {head.pid})"]
     if settings.ray_address:
         import ray
