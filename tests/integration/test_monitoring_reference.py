@@ -84,15 +84,18 @@ def test_a_regressor_version_bins_its_predictions_on_the_targets_edges(
 
 
 def test_a_version_registered_without_monitoring_json_has_no_reference(
-    classifier: TrainResult,
+    classifier: TrainResult, tmp_path: Path
 ) -> None:
     import mlflow
 
     model = registry.load_pipeline("loan-ref", classifier.version)
     profile = registry.version_artifact("loan-ref", classifier.version, PROFILE_FILE)
     contract = registry.version_artifact("loan-ref", classifier.version, "contract.yaml")
-    mlflow.set_experiment("loan-ref-old")
-    with mlflow.start_run():
+    # Its artifacts under tmp_path (MLflow's default location is ./mlruns in the cwd).
+    old_experiment = mlflow.create_experiment(
+        "loan-ref-old", artifact_location=(tmp_path / "mlartifacts").as_uri()
+    )
+    with mlflow.start_run(experiment_id=old_experiment):
         old = registry.register_model(
             model,
             "loan-ref",
