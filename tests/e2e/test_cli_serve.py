@@ -36,6 +36,30 @@ def test_keys_create_prints_a_key_whose_digest_is_the_entry() -> None:
     assert bad.returncode == 2 and "--scopes" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_keys_create_shell_sets_the_key_and_appends_its_entry() -> None:
+    import hashlib
+    import subprocess
+
+    first = {"name": "o'brien", "sha256": "a" * 64, "scopes": ["admin"]}
+    env = {**os.environ, "MLFLEET_API_KEYS": json.dumps([first])}
+    proc = run(["keys", "create", "--name", "app", "--scopes", "predict", "--shell"], env)
+    assert proc.returncode == 0, proc.stderr
+    # What `eval "$(mlfleet keys create ... --shell)"` leaves in a shell, quotes included.
+    shell = subprocess.run(
+        ["bash", "-c", f'{proc.stdout}\nprintf "%s\\n%s" "$MLFLEET_KEY" "$MLFLEET_API_KEYS"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key, keys = shell.stdout.split("\n")
+    assert json.loads(keys) == [
+        first,
+        {"name": "app", "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": ["predict"]},
+    ]
+    both = run(["keys", "create", "--name", "x", "--json", "--shell"], env)
+    assert both.returncode == 2 and "--shell" in both.stderr and "Traceback" not in both.stderr
+
+
 def trained_fleet(
     tmp_path: Path, api_keys: list[dict[str, Any]]
 ) -> tuple[Path, Path, dict[str, str]]:
