@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mlfleet import cluster
@@ -319,3 +320,5 @@ def test_readme_tour(tmp_path: Path) -> None:
 
     # 9. `mlfleet down` left nothing behind.
     assert not (project / ".mlfleet" / "cluster" / "head.json").exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
