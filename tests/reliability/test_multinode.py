@@ -45,7 +45,7 @@ RATE = 20.0  # requests/s of the load while the second node dies (see docs/relia
 TIMEOUT = 10.0  # each request's own timeout
 RECOVERY_S = 30.0  # serving back on the head alone: within this
 MAX_FAILED = 0.01  # share of failed requests tolerated while the node dies
-TRIALS = 8
+TRIALS = 10  # enough that the second node's trial actors start before the search ends
 
 
 @dataclass

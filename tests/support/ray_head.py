@@ -66,10 +66,10 @@ def ray_head(num_cpus: int = 2, timeout: float = 120, serve_env: bool = False) -
 
     ``serve_env``: started as `mlfleet serve up` starts one (Serve's fast path on).
     """
-    from mlfleet.serving.deploy import fast_serve_env
+    from mlfleet.serving.deploy import start_local_head
 
     settings = get_settings(home=Path(tempfile.mkdtemp(prefix="mlf-head-")), ray_num_cpus=num_cpus)
-    state = cluster.start_head(settings, fast_serve_env(settings) if serve_env else None)
+    state = start_local_head(settings) if serve_env else cluster.start_head(settings)
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
