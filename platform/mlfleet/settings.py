@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     )
 
     # --- overload and faults (Serve deployment options; docs/reliability.md) ---
+    gateway_min_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Gateway replicas `mlfleet serve up` keeps at least (it may scale to one "
+        "more). On a cluster of several nodes set 2 or more: Serve spreads them over the "
+        "nodes, so losing a node does not take every gateway with it (docs/reliability.md, "
+        "Multi-node).",
+    )
     gateway_max_ongoing_requests: int = Field(
         default=128,
         ge=1,

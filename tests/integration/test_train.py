@@ -169,6 +169,11 @@ def test_version_lineage_tags_and_artifacts(second: TrainResult, settings: Setti
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{second.run_id}'"
     )
     assert len(children) == 4
+    # Each trial says where it ran: here, the session's one node.
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    assert {c.data.tags["mlfleet.trial_node"] for c in children} == {node}
     assert all(
         "final_val_score" in c.data.metrics or c.data.tags["mlfleet.trial_status"] != "completed"
         for c in children

@@ -5,7 +5,8 @@ else in ``tests``:
 
 - ``messy``: the issue's example contract, three messy sources and the loans data.
 - ``cli``: running the ``mlfleet`` CLI as a user would.
-- ``ray_head``: a real ``ray start --head`` cluster for job-submission tests.
+- ``ray_head``: a real ``ray start --head`` cluster for job-submission tests, and a second
+  node joined to it (``ray_worker`` is that node's process) for multi-node tests.
 - ``net``: free local ports.
 - ``postgres``: the production profile's PostgreSQL and MLflow tracking server, for real.
 - ``waiting``: waiting on a condition with a deadline, for what offers nothing to wait on.

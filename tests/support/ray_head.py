@@ -1,12 +1,17 @@
-"""A real `ray start --head` cluster on 127.0.0.1 for job-submission tests.
+"""A real `ray start --head` cluster on 127.0.0.1 for job-submission tests, and a second
+node joined to it for multi-node tests.
 
-It is mlfleet's own detached head (``mlfleet.cluster``), stopped with every process of its
-session, never with Ray's own stop command (which would kill every Ray cluster on the host).
+The head is mlfleet's own detached head (``mlfleet.cluster``); head and node are each
+stopped with every process of their session, never with Ray's own stop command (which
+would kill every Ray cluster on the host).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +23,7 @@ import psutil
 
 from mlfleet import cluster
 from mlfleet.settings import get_settings
+from tests.support import REPO
 from tests.support.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -55,10 +61,15 @@ def _has_started(state: cluster.HeadState) -> bool:
 
 
 @contextmanager
-def ray_head(num_cpus: int = 2, timeout: float = 120) -> Iterator[RayHead]:
-    """A head with the dashboard (the Jobs API needs it), torn down on exit."""
+def ray_head(num_cpus: int = 2, timeout: float = 120, serve_env: bool = False) -> Iterator[RayHead]:
+    """A head with the dashboard (the Jobs API needs it), torn down on exit.
+
+    ``serve_env``: started as `mlfleet serve up` starts one (Serve's fast path on).
+    """
+    from mlfleet.serving.deploy import start_local_head
+
     settings = get_settings(home=Path(tempfile.mkdtemp(prefix="mlf-head-")), ray_num_cpus=num_cpus)
-    state = cluster.start_head(settings)
+    state = start_local_head(settings) if serve_env else cluster.start_head(settings)
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -77,3 +88,59 @@ def ray_head(num_cpus: int = 2, timeout: float = 120) -> Iterator[RayHead]:
     finally:
         cluster.stop_head(state)
         cluster.forget_head(settings)
+
+
+@dataclass
+class WorkerNode:
+    """A second Ray node on this machine (``tests.support.ray_worker``), joined to a head."""
+
+    node_id: str
+    pid: int  # the leader of its session: every process of the node belongs to it
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL every process of the node at once, as when a machine dies: nothing drains
+        and nothing flushes. Processes its raylet starts meanwhile are killed too."""
+        while members := [pid for pid in cluster.session_processes(self.pid) if _running(pid)]:
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@contextmanager
+def worker_node(head: RayHead, num_cpus: int = 2, timeout: float = 120) -> Iterator[WorkerNode]:
+    """A node with ``num_cpus`` CPUs of its own joined to ``head``; killed on exit."""
+    log = head.home / "worker-node.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.ray_worker", head.gcs_address, str(num_cpus)],
+            env=head.env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    node = WorkerNode(node_id="", pid=proc.pid, log=log)
+    try:
+
+        def joined() -> str:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker node exited ({proc.returncode}); see {log}")
+            lines = [
+                ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("NODE ")
+            ]
+            return lines[0].split()[1] if lines else ""
+
+        node.node_id = wait_for(joined, timeout=timeout, what="the worker node joining")
+        yield node
+    finally:
+        node.kill()
+        proc.wait(timeout=30)

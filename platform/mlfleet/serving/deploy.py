@@ -368,7 +368,13 @@ def up(
         notify(f"starting the drift monitor (detached actor {MONITOR_NAME!r})")
     ensure_monitor(settings, specs_dir=specs)
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
-    application = build_fleet(FleetArgs(specs_dir=str(specs)), settings)
+    gateways = settings.gateway_min_replicas
+    args = FleetArgs(
+        specs_dir=str(specs),
+        gateway_min_replicas=gateways,
+        gateway_max_replicas=max(gateways, FleetArgs().gateway_max_replicas),
+    )
+    application = build_fleet(args, settings)
     serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{host}:{port}"
     _wait_healthy(url, READY_TIMEOUT_S)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import ray
 from ray import tune
 
 from mlfleet.contract.schema import Contract
@@ -36,6 +37,8 @@ def _trial(config: dict[str, Any], data: dict[str, Any]) -> None:
     X_fit, y_fit = data["X_fit"], data["y_fit"]
     X_val, y_val = data["X_val"], data["y_val"]
     pipeline = build_pipeline(data["contract"], data["features"], make_estimator(cfg))
+    # Where the trial ran, for its MLflow run: on a cluster a slow or failing node shows there.
+    node_id = ray.get_runtime_context().get_node_id()
     for fraction in data["fractions"]:
         n = max(int(len(X_fit) * fraction), 2)
         start = time.perf_counter()
@@ -47,6 +50,7 @@ def _trial(config: dict[str, Any], data: dict[str, Any]) -> None:
                 "fraction": fraction,
                 "rung": rung_of(fraction),
                 "fit_seconds": time.perf_counter() - start,
+                "node_id": node_id,
             }
         )
 
@@ -76,6 +80,7 @@ class _Progress(tune.Callback):
         if outcome is not None:
             outcome.scores.append((float(result["fraction"]), float(result["score"])))
             outcome.seconds += float(result.get("fit_seconds", 0.0))
+            outcome.node_id = result.get("node_id") or outcome.node_id
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         outcome, done = self._outcome(trial)

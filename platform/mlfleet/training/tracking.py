@@ -187,6 +187,7 @@ def log_trials(outcomes: list[TrialOutcome], parent_run_id: str, experiment: str
             mlflow.set_tags(
                 {
                     "mlfleet.trial": o.index,
+                    "mlfleet.trial_node": o.node_id or "",
                     "mlfleet.trial_status": "error"
                     if o.error
                     else ("completed" if o.final_fraction == 1.0 else "stopped_early"),

@@ -44,6 +44,7 @@ class TrialOutcome:
     scores: list[tuple[float, float]] = field(default_factory=list)  # (fraction, score)
     seconds: float = 0.0
     error: str | None = None
+    node_id: str | None = None  # the Ray node the trial ran on (its last report's)
 
     @property
     def final_fraction(self) -> float:
