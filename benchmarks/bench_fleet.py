@@ -438,7 +438,7 @@ def dashboard(url: str, names: list[str]) -> dict[str, Any]:
     if first.status_code != 200 or "text/html" not in first.headers.get("content-type", ""):
         return {"available": False, "note": f"dashboard: not available (GET / {first.status_code})"}
     renders = timed_gets(url, "/", 5, headers)
-    shown = sum(f">{name}<" in first.text or f"/{name}\"" in first.text for name in names)
+    shown = sum(f">{name}<" in first.text or f'/{name}"' in first.text for name in names)
     return {
         "available": True,
         "render_ms": renders,
