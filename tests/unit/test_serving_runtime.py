@@ -60,18 +60,46 @@ def test_first_sight_starts_a_background_load_and_later_requests_get_the_model()
     assert threading.main_thread().name not in store.threads
 
 
-def test_lru_keeps_the_most_recently_used_versions() -> None:
+def test_a_version_asked_for_more_often_replaces_the_least_recently_used_one() -> None:
     store = Store({("a", "1"): 1, ("a", "2"): 1, ("b", "1"): 1})
 
-    async def go() -> list[tuple[str, str]]:
+    async def go() -> list[list[tuple[str, str]]]:
         inline = InlineModels(2, 1000, store.size_of, store.load)
         await settle(inline, "a", "1")
         await settle(inline, "a", "2")
-        inline.get("a", "1")  # touch: a/2 is now the least recently used
-        await settle(inline, "b", "1")
+        inline.get("a", "1")  # touch: a/2 is now the least recently used (asked twice)
+        seen = []
+        await settle(inline, "b", "1")  # asked twice, as often as a/2: not admitted
+        seen.append(inline.loaded())
+        await settle(inline, "b", "1")  # now more often than a/2: it replaces a/2
+        seen.append(inline.loaded())
+        return seen
+
+    assert asyncio.run(go()) == [[("a", "2"), ("a", "1")], [("a", "1"), ("b", "1")]]
+    assert store.loads == [("a", "1"), ("a", "2"), ("b", "1")]
+
+
+def test_skewed_traffic_over_many_models_loads_a_few_hot_ones_not_every_request() -> None:
+    import random
+
+    names = [f"m{i}" for i in range(100)]
+    store = Store({(n, "1"): 1 for n in names})
+    weights = [1 / (rank**1.1) for rank in range(1, 101)]  # Zipf, s = 1.1
+    picks = random.Random(7).choices(names, weights, k=5000)
+
+    async def go() -> list[tuple[str, str]]:
+        inline = InlineModels(4, 1000, store.size_of, store.load)
+        for name in picks:
+            inline.get(name, "1")
+            await asyncio.sleep(0)  # a background load finishes between some requests
+            for task in list(inline._loading.values()):
+                await task
         return inline.loaded()
 
-    assert asyncio.run(go()) == [("a", "1"), ("b", "1")]
+    loaded = asyncio.run(go())
+    # A plain LRU of four loads on almost every request outside the top four (~3,000 here).
+    assert len(store.loads) < 100, len(store.loads)
+    assert {n for n, _ in loaded} == {"m0", "m1", "m2", "m3"}
 
 
 def test_large_and_unloadable_versions_are_refused_once_and_not_retried() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,8 @@ log = logging.getLogger("mlfleet.gateway")
 
 # Predict in the gateway only when this request is the only one it is handling.
 INLINE_WHEN_ONGOING_AT_MOST = 1
+# Requests between two halvings of the request counts: admission follows recent popularity.
+AGING_EVERY = 1000
 
 Key = tuple[str, str]
 
@@ -31,6 +33,12 @@ class InlineModels:
     version)`` the model; both block, and run in a worker thread. Versions larger than
     ``max_bytes``, or whose loading failed, are remembered and not tried again (a version is
     immutable).
+
+    Admission: with room to spare any version is loaded; when full, a version is loaded only
+    if it was asked for more often (recently: counts halve every ``AGING_EVERY`` requests)
+    than the least recently used one it would replace, and one load runs at a time. With a
+    hundred models under skewed traffic, a plain LRU of four would load a model in the
+    background on nearly every request, spending the gateway's CPU on loads it then evicts.
     """
 
     def __init__(
@@ -47,6 +55,8 @@ class InlineModels:
         self._models: OrderedDict[Key, Any] = OrderedDict()
         self._loading: dict[Key, asyncio.Task[None]] = {}
         self._refused: set[Key] = set()
+        self._hits: Counter[Key] = Counter()
+        self._asked = 0
 
     @property
     def enabled(self) -> bool:
@@ -55,13 +65,29 @@ class InlineModels:
     def get(self, name: str, version: str) -> Any | None:
         """The loaded model, or None (and a background load starts if it is eligible)."""
         key = (name, version)
+        if not self.enabled:
+            return None
+        self._count(key)
         model = self._models.get(key)
         if model is not None:
             self._models.move_to_end(key)
             return model
-        if self.enabled and key not in self._refused and key not in self._loading:
+        if not self._loading and key not in self._refused and self._admits(key):
             self._loading[key] = asyncio.get_running_loop().create_task(self._fetch(key))
         return None
+
+    def _count(self, key: Key) -> None:
+        self._hits[key] += 1
+        self._asked += 1
+        if self._asked >= AGING_EVERY:
+            self._asked = 0
+            self._hits = Counter({k: n // 2 for k, n in self._hits.items() if n > 1})
+
+    def _admits(self, key: Key) -> bool:
+        if len(self._models) < self.max_models:
+            return True
+        least_recent = next(iter(self._models))
+        return self._hits[key] > self._hits[least_recent]
 
     async def _fetch(self, key: Key) -> None:
         try:
