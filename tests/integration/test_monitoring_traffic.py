@@ -365,6 +365,9 @@ def test_an_admin_pauses_and_resumes_recording_across_the_fleet(
             return all(sender_stats(d)["paused"] for d in sites)
 
         wait_for(all_paused, timeout=30, what="every prediction site to pause")
+        page = client.get("/", headers=admin)
+        assert page.status_code == 200 and "recording is paused" in page.text, page.text[:500]
+        assert "by ops" in page.text
         # What they recorded before they knew is binned and counted at their next flush.
         wait_for(
             lambda: all(sender_stats(d)["buffered_rows"] == 0 for d in sites),

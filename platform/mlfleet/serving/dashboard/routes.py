@@ -296,10 +296,20 @@ def register_dashboard(
     async def monitor_fleet(gw: Backend) -> tuple[dict[str, dict[str, Any]], str | None]:
         async def load() -> tuple[dict[str, dict[str, Any]], str | None]:
             try:
-                entries = await gw._ask_monitor("fleet")
+                entries, recording = await asyncio.gather(
+                    gw._ask_monitor("fleet"), gw._ask_monitor("recording")
+                )
             except MlfleetError as exc:
                 return {}, exc.message
-            return {e["model"]: e for e in entries}, None
+            note = None
+            if not recording["recording"]:  # an operator's pause: the figures stand still
+                changed = recording.get("changed") or {}
+                when = time.strftime("%H:%M UTC", time.gmtime(changed.get("at") or time.time()))
+                note = (
+                    f"recording is paused (since {when}, by {changed.get('by') or '-'}): "
+                    "predictions since then are not counted"
+                )
+            return {e["model"]: e for e in entries}, note
 
         found: tuple[dict[str, dict[str, Any]], str | None] = await cache.get("monitor", load)
         return found
