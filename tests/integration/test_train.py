@@ -21,13 +21,15 @@ from tests.support.messy import LOANS_CONTRACT, loans_frame
 pytestmark = pytest.mark.ray
 
 
-def spec(estimator: str, params: dict, samples: int, min_improvement: float = 0.0) -> dict:
+def spec(
+    estimator: str, params: dict, samples: int, min_improvement: float = 0.0, seed: int = 5
+) -> dict:
     return {
         "name": "loan-default",
         "contract": "contract.yaml",
         "sources": ["loans.csv"],
         "task": "classification",
-        "split": {"test_fraction": 0.25, "seed": 5, "stratify": True},
+        "split": {"test_fraction": 0.25, "seed": seed, "stratify": True},
         "search": {
             "metric": "accuracy",
             "mode": "max",
@@ -106,13 +108,17 @@ def test_better_challenger_is_promoted_on_the_same_holdout(
     assert second.version == "2"
     assert second.trials == 4
     assert second.promoted
-    assert second.champion_score == pytest.approx(first.score)  # re-scored, same holdout
+    # Same dataset version, same split: the champion's score logged at its registration is
+    # its score on this holdout, reused instead of loading and re-scoring it.
+    assert second.champion_score == first.score
+    assert second.champion_score_source == "logged"
     assert second.score > first.score + 0.1
     assert registry.alias_version("loan-default", "champion").version == "2"
     tags = registry.get_version("loan-default", "2").tags
     assert tags["mlfleet.champion_version"] == "1"
     assert float(tags["mlfleet.champion_score"]) == pytest.approx(first.score)
     assert "beats champion v1" in tags["mlfleet.decision"]
+    assert tags["mlfleet.champion_score_source"] == "logged"
 
 
 def test_worse_challenger_stays_challenger_and_rollback(
@@ -122,9 +128,14 @@ def test_worse_challenger_stays_challenger_and_rollback(
         workspace,
         settings,
         "weak2",
-        spec("sklearn.dummy.DummyClassifier", {"strategy": "prior"}, 2),
+        # Another split seed: another holdout, where the champion's logged score says nothing.
+        spec("sklearn.dummy.DummyClassifier", {"strategy": "prior"}, 2, seed=6),
     )
     assert third.version == "3" and not third.promoted
+    assert third.champion_score_source == "rescored"
+    assert registry.get_version("loan-default", "3").tags["mlfleet.champion_score_source"] == (
+        "rescored"
+    )
     assert registry.alias_version("loan-default", "champion").version == "2"
     assert registry.alias_version("loan-default", "challenger").version == "3"
     assert (

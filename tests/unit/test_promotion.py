@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from mlfleet.training.promotion import PromotionDecision, promotion_gate
+from mlfleet.training.promotion import (
+    HOLDOUT_TAG,
+    PromotionDecision,
+    holdout_key,
+    logged_score,
+    promotion_gate,
+)
 
 
 def test_first_version_is_promoted() -> None:
@@ -42,3 +48,25 @@ def test_min_improvement_is_inclusive() -> None:
     below = promotion_gate(0.6875, 0.5, "max", 0.25, "2")
     assert not below.promoted
     assert below.decision.endswith("0.6875 vs 0.5000 (needs +0.25)")
+
+
+def test_a_logged_score_is_reused_only_on_the_same_holdout() -> None:
+    key = holdout_key("v1", 0.25, 7, True, "species")
+    tags = {HOLDOUT_TAG: key, "mlfleet.holdout.f1_macro": "0.9125"}
+    assert logged_score(tags, key, "f1_macro") == 0.9125
+    # Any other dataset version, split or target is another set of rows: re-score.
+    for other in (
+        holdout_key("v2", 0.25, 7, True, "species"),
+        holdout_key("v1", 0.3, 7, True, "species"),
+        holdout_key("v1", 0.25, 8, True, "species"),
+        holdout_key("v1", 0.25, 7, False, "species"),
+        holdout_key("v1", 0.25, 7, True, "island"),
+    ):
+        assert other != key
+        assert logged_score(tags, other, "f1_macro") is None
+    assert logged_score(tags, key, "accuracy") is None  # that metric was not logged
+    # A version registered before mlfleet kept the key is re-scored.
+    assert logged_score({"mlfleet.holdout.f1_macro": "0.9125"}, key, "f1_macro") is None
+    assert (
+        logged_score({HOLDOUT_TAG: key, "mlfleet.holdout.f1_macro": "?"}, key, "f1_macro") is None
+    )

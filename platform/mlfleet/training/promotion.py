@@ -48,3 +48,43 @@ def promotion_gate(
         f"on the same holdout: {new_score:.4f} vs {champion_score:.4f} "
         f"(needs +{min_improvement})",
     )
+
+
+HOLDOUT_TAG = "mlfleet.holdout_key"
+"""Version tag naming the holdout its ``mlfleet.holdout.<metric>`` tags were scored on."""
+
+
+def holdout_key(
+    dataset_version: str, test_fraction: float, seed: int, stratify: bool, target: str
+) -> str:
+    """Names a holdout: the same dataset version cut by the same split gives the same rows.
+
+    Two trainings with equal keys score their models on identical rows, so a version's
+    logged holdout score is what re-scoring it on the other training's holdout would give.
+    """
+    import hashlib
+    import json
+
+    body = json.dumps(
+        {
+            "dataset_version": dataset_version,
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "stratify": stratify,
+            "target": target,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def logged_score(tags: dict[str, str], key: str, metric: str) -> float | None:
+    """A version's score on ``metric`` as logged at its registration, when it was scored on
+    the holdout ``key`` names; None when it must be re-scored (another holdout, a version
+    registered before mlfleet kept the key, or no such metric logged)."""
+    if tags.get(HOLDOUT_TAG) != key:
+        return None
+    try:
+        return float(tags[f"mlfleet.holdout.{metric}"])
+    except (KeyError, ValueError):
+        return None

@@ -30,9 +30,14 @@ from mlfleet.spec import LoadedSpec, ModelSpec
 from mlfleet.training import tracking
 from mlfleet.training.evaluate import holdout_metrics, score
 from mlfleet.training.features import build_pipeline, feature_frame
-from mlfleet.training.promotion import PromotionDecision, promotion_gate
+from mlfleet.training.promotion import (
+    HOLDOUT_TAG,
+    PromotionDecision,
+    holdout_key,
+    logged_score,
+    promotion_gate,
+)
 from mlfleet.training.reference import monitoring_document
-from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
 from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
 
@@ -65,10 +70,15 @@ class TrainResult:
     trials_completed: int
     seconds: float
     previous_champion: str | None = None
+    # Where champion_score came from: "logged" (the champion's own holdout score, logged at
+    # its registration on this very holdout), "rescored" (it was loaded and scored on this
+    # holdout), or None without a champion.
+    champion_score_source: str | None = None
     notes: list[str] = field(default_factory=list)
-    # Wall seconds per step, in order: ray (joining or starting it), validate (or reading
-    # the named version), split, search (the Tune run), refit, log_register (MLflow runs,
-    # model serialisation, registry), gate (champion re-score, tags, aliases).
+    # Wall seconds per step, in order: ray (what the driver waited for Ray once the data
+    # was split: it is joined on a thread meanwhile), validate (or reading the named
+    # version), split, search (the Tune run), refit, log_register (MLflow runs, model
+    # serialisation, registry), gate (the champion's score, tags, aliases).
     steps_s: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -238,6 +248,9 @@ def search(
     on_trial_done: Callable[[TrialOutcome], None] | None = None,
 ) -> list[TrialOutcome]:
     """Every configuration as a Ray Tune trial, fitted on the fit split, scored on validation."""
+    # Ray Tune's import (about a second) is done on the thread that joins Ray (see _train).
+    from mlfleet.training.search import run_search
+
     return run_search(
         contract=loaded.contract,
         features=loaded.features,
@@ -347,6 +360,34 @@ def champion_score(name: str, version: str, splits: Splits, metric: str) -> floa
     return score(champion, splits.X_hold, splits.y_hold, metric)
 
 
+def training_holdout(loaded: LoadedSpec, manifest: versions.Manifest) -> str:
+    """The key of the holdout this training scores on (see :func:`holdout_key`)."""
+    spec = loaded.spec
+    return holdout_key(
+        manifest.version,
+        spec.split.test_fraction,
+        spec.split.seed,
+        spec.split.stratify and spec.task == "classification",
+        loaded.target,
+    )
+
+
+def champion_on_holdout(
+    champion: registry.VersionInfo, key: str, splits: Splits, metric: str
+) -> tuple[float, str]:
+    """The champion's score on this training's holdout, and whether it was "logged" or
+    "rescored".
+
+    A champion registered by a training on the same holdout (same dataset version, same
+    split) logged exactly this score then: it is reused instead of loading the model and
+    predicting again. Any other champion is loaded and re-scored.
+    """
+    logged = logged_score(champion.tags, key, metric)
+    if logged is not None:
+        return logged, "logged"
+    return champion_score(champion.name, champion.version, splits, metric), "rescored"
+
+
 def record_decision(
     loaded: LoadedSpec,
     version: str,
@@ -357,6 +398,8 @@ def record_decision(
     gate: PromotionDecision,
     champion: registry.VersionInfo | None,
     champion_score: float | None,
+    champion_score_source: str | None,
+    holdout: str,
 ) -> None:
     """Tag the version with its lineage, metrics and gate decision; move the aliases."""
     spec = loaded.spec
@@ -372,6 +415,8 @@ def record_decision(
             "mlfleet.challenger_score": new_score,
             "mlfleet.champion_score": "" if champion_score is None else champion_score,
             "mlfleet.champion_version": "" if champion is None else champion.version,
+            "mlfleet.champion_score_source": champion_score_source or "",
+            HOLDOUT_TAG: holdout,
             "mlfleet.run_id": run_id,
             # What serving needs to validate requests without opening the model.
             "mlfleet.features": json.dumps(loaded.features),
@@ -426,6 +471,15 @@ def train(
         )
 
 
+def _join_ray(settings: Settings) -> None:
+    """Join Ray (MLFLEET_RAY_ADDRESS, the warm local head or an embedded one) and import
+    Ray Tune, ready for the search."""
+    from mlfleet.ray_runtime import ensure_ray
+
+    ensure_ray(settings)
+    import ray.tune  # noqa: F401
+
+
 def _train(
     loaded: LoadedSpec,
     settings: Settings,
@@ -436,18 +490,22 @@ def _train(
     on_trial_done: Callable[[TrialOutcome], None] | None,
     on_stage: Callable[[str], None] | None,
 ) -> TrainResult:
-    from mlfleet.ray_runtime import ensure_ray
-
     stage = on_stage or (lambda _msg: None)
     clock = Clock(time.perf_counter)
     spec = loaded.spec
-    with clock.part("ray"):
-        ensure_ray(settings)
-    stage("validating data")
-    with clock.part("validate"):
-        data = load_data(loaded, settings, dataset_version, extra_sources)
-    with clock.part("split"):
-        splits = split_data(data, spec)
+    # Ray is joined (and Ray Tune imported) on a thread while the driver validates and
+    # splits the data: joining mostly waits on the cluster's answers. A validation that
+    # needs Ray itself waits for that join (ray_runtime serialises it).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-join") as pool:
+        with clock.part("ray"):
+            joined = pool.submit(_join_ray, settings)
+        stage("validating data")
+        with clock.part("validate"):
+            data = load_data(loaded, settings, dataset_version, extra_sources)
+        with clock.part("split"):
+            splits = split_data(data, spec)
+        with clock.part("ray"):
+            joined.result()
 
     configs = sample_configs(spec.search, spec.split.seed)
     stage(f"searching {len(configs)} configurations on Ray Tune")
@@ -480,10 +538,11 @@ def _train(
     stage("promotion gate")
     with clock.part("gate"), one_thread():
         champion = registry.alias_version(spec.name, registry.CHAMPION)
-        old_score = (
-            None
+        holdout = training_holdout(loaded, data.manifest)
+        old_score, source = (
+            (None, None)
             if champion is None
-            else champion_score(spec.name, champion.version, splits, spec.search.metric)
+            else champion_on_holdout(champion, holdout, splits, spec.search.metric)
         )
         gate = promotion_gate(
             new_score,
@@ -501,6 +560,8 @@ def _train(
             gate=gate,
             champion=champion,
             champion_score=old_score,
+            champion_score_source=source,
+            holdout=holdout,
         )
     return TrainResult(
         name=spec.name,
@@ -518,5 +579,6 @@ def _train(
         trials_completed=sum(1 for o in outcomes if o.final_fraction == 1.0),
         seconds=clock.read() - clock.started,
         previous_champion=None if champion is None else champion.version,
+        champion_score_source=source,
         steps_s={k: round(v, 4) for k, v in clock.seconds.items()},
     )
