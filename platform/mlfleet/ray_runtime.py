@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from mlfleet.cluster import LOCAL_CLUSTER, ClusterError, answering_head
 from mlfleet.settings import Settings
@@ -18,9 +17,6 @@ from mlfleet.settings import Settings
 NAMESPACE = "mlfleet"
 # Set by Ray for the driver of every Ray job (ray._private.runtime_env.constants).
 JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-# A training joins Ray on a thread while its driver validates the data; a validation that
-# needs Ray meanwhile waits here for that join instead of starting a second one.
-_CONNECTING = threading.RLock()
 
 
 def prepare_ray_env() -> None:
@@ -61,14 +57,8 @@ def connect(settings: Settings, address: str = "") -> None:
     """
     import ray
 
-    with _CONNECTING:
-        if not ray.is_initialized():
-            _connect(settings, address)
-
-
-def _connect(settings: Settings, address: str) -> None:
-    import ray
-
+    if ray.is_initialized():
+        return
     # Ray 2.60 warns on every start that token auth is on; that is the default we want.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     address = address or settings.ray_address or _default_address(settings)
@@ -117,11 +107,10 @@ def ensure_ray(settings: Settings) -> None:
     or an embedded Ray, with Ray Data's own progress output off (no-op when connected)."""
     import ray
 
-    with _CONNECTING:
-        if ray.is_initialized():
-            return
-        connect(settings)
-        quiet_ray_data()
+    if ray.is_initialized():
+        return
+    connect(settings)
+    quiet_ray_data()
 
 
 def quiet_ray_data() -> None:

@@ -38,6 +38,7 @@ from mlfleet.training.promotion import (
     promotion_gate,
 )
 from mlfleet.training.reference import monitoring_document
+from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
 from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
 
@@ -75,10 +76,10 @@ class TrainResult:
     # holdout), or None without a champion.
     champion_score_source: str | None = None
     notes: list[str] = field(default_factory=list)
-    # Wall seconds per step, in order: ray (what the driver waited for Ray once the data
-    # was split: it is joined on a thread meanwhile), validate (or reading the named
-    # version), split, search (the Tune run), refit, log_register (MLflow runs, model
-    # serialisation, registry), gate (the champion's score, tags, aliases).
+    # Wall seconds per step, in order: ray (joining or starting it), validate (or reading
+    # the named version), split, search (the Tune run), refit, log_register (MLflow runs,
+    # model serialisation, registry), gate (the champion's score, logged or re-scored;
+    # tags, aliases).
     steps_s: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -248,9 +249,6 @@ def search(
     on_trial_done: Callable[[TrialOutcome], None] | None = None,
 ) -> list[TrialOutcome]:
     """Every configuration as a Ray Tune trial, fitted on the fit split, scored on validation."""
-    # Ray Tune's import (about a second) is done on the thread that joins Ray (see _train).
-    from mlfleet.training.search import run_search
-
     return run_search(
         contract=loaded.contract,
         features=loaded.features,
@@ -471,15 +469,6 @@ def train(
         )
 
 
-def _join_ray(settings: Settings) -> None:
-    """Join Ray (MLFLEET_RAY_ADDRESS, the warm local head or an embedded one) and import
-    Ray Tune, ready for the search."""
-    from mlfleet.ray_runtime import ensure_ray
-
-    ensure_ray(settings)
-    import ray.tune  # noqa: F401
-
-
 def _train(
     loaded: LoadedSpec,
     settings: Settings,
@@ -490,22 +479,18 @@ def _train(
     on_trial_done: Callable[[TrialOutcome], None] | None,
     on_stage: Callable[[str], None] | None,
 ) -> TrainResult:
+    from mlfleet.ray_runtime import ensure_ray
+
     stage = on_stage or (lambda _msg: None)
     clock = Clock(time.perf_counter)
     spec = loaded.spec
-    # Ray is joined (and Ray Tune imported) on a thread while the driver validates and
-    # splits the data: joining mostly waits on the cluster's answers. A validation that
-    # needs Ray itself waits for that join (ray_runtime serialises it).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-join") as pool:
-        with clock.part("ray"):
-            joined = pool.submit(_join_ray, settings)
-        stage("validating data")
-        with clock.part("validate"):
-            data = load_data(loaded, settings, dataset_version, extra_sources)
-        with clock.part("split"):
-            splits = split_data(data, spec)
-        with clock.part("ray"):
-            joined.result()
+    with clock.part("ray"):
+        ensure_ray(settings)
+    stage("validating data")
+    with clock.part("validate"):
+        data = load_data(loaded, settings, dataset_version, extra_sources)
+    with clock.part("split"):
+        splits = split_data(data, spec)
 
     configs = sample_configs(spec.search, spec.split.seed)
     stage(f"searching {len(configs)} configurations on Ray Tune")
