@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from mlfleet.cluster import LOCAL_CLUSTER, ClusterError, answering_head
 from mlfleet.settings import Settings
@@ -85,6 +86,18 @@ def connect(settings: Settings, address: str = "") -> None:
             log_to_driver=False,
             configure_logging=True,
         )
+
+
+def disconnect() -> None:
+    """Leave Ray now, as Ray's exit handler would, without that handler's half-second pause.
+
+    Ray's handler sleeps 0.5 s so that workers' last log lines reach the driver; mlfleet
+    joins with ``log_to_driver=False``, so there is nothing to wait for. A process that
+    never imported Ray is left without it.
+    """
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def _default_address(settings: Settings) -> str:

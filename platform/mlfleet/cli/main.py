@@ -23,7 +23,7 @@ from mlfleet.cli import serve as serve_cli
 from mlfleet.cli import train as train_cli
 from mlfleet.cli.console import err_console
 from mlfleet.errors import MlfleetError
-from mlfleet.ray_runtime import prepare_ray_env
+from mlfleet.ray_runtime import disconnect, prepare_ray_env
 
 app = typer.Typer(
     name="mlfleet",
@@ -72,7 +72,8 @@ def run() -> None:
     # What the interpreter does first when it exits, in its order: stop idle thread pools
     # (their workers wait for work until told) and join the other non-daemon threads...
     threading._shutdown()  # type: ignore[attr-defined]
-    # ...then run the exit handlers.
+    # ...then run the exit handlers, Ray's own left without its pause (ray_runtime.disconnect).
+    disconnect()
     atexit._run_exitfuncs()
     if isinstance(code, str):  # what sys.exit("message") does
         print(code, file=sys.stderr)
