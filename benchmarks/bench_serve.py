@@ -62,6 +62,7 @@ ROW = {
 }
 KEY = "mlf_bench_key_0123456789"
 WARM_SECONDS = 40
+SWITCH_SECONDS = 6  # load after pausing or resuming recording, before measuring
 
 
 def free_port() -> int:
@@ -501,13 +502,14 @@ def monitoring_cost(
     with tree:
         for url, key in targets.values():
             wrk(url, 8, 2, body, key)  # models load on first use
+            wrk(url, 32, warm_seconds, body, key)  # replicas and autoscaling settle
         for rnd in range(1, rounds + 1):
             for mode in ("on", "off") if rnd % 2 else ("off", "on"):
                 switches.append({"round": rnd, **set_recording(port, mode == "on")})
-                # Busy senders learn the switch from their next acknowledgement (every 2 s);
-                # the warm-up is longer than that for every replica that serves.
+                # Busy senders learn the switch from their next acknowledgement (every 2 s),
+                # idle ones within a flush interval: every replica follows within this.
                 for url, key in targets.values():
-                    wrk(url, 32, warm_seconds, body, key)
+                    wrk(url, 32, SWITCH_SECONDS, body, key)
                 for conns in (1, 32):
                     for name, (url, key) in targets.items():
                         r: dict[str, Any] = {
