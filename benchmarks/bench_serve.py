@@ -280,6 +280,11 @@ def main() -> None:
         "--monitoring-rounds", type=int, default=None, help="A/B rounds (default: --rounds)"
     )
     parser.add_argument(
+        "--monitoring-conns",
+        default="1,32",
+        help="connection counts of the monitoring rounds (default 1,32)",
+    )
+    parser.add_argument(
         "--no-wait", action="store_true", help="do not wait for a quiet host (CPU < 25%%) first"
     )
     args = parser.parse_args()
@@ -287,6 +292,7 @@ def main() -> None:
     if args.quick:
         args.seconds, args.rounds, warm_seconds = 3, 1, 5
     monitoring_rounds = args.monitoring_rounds or args.rounds
+    monitoring_conns = tuple(int(c) for c in args.monitoring_conns.split(","))
     default_out = MONITORING_RESULTS if args.monitoring_only else RESULTS
     quick_results = default_out.with_name(default_out.stem + "_quick.json")
     out_path = args.out or (quick_results if args.quick else default_out)
@@ -319,6 +325,7 @@ def main() -> None:
             "host_busy_pct_before": busy_before,
             "seconds": args.seconds,
             "rounds": monitoring_rounds,
+            "conns": list(monitoring_conns),
         }
         try:
             results["serve_up_seconds"] = deploy(env, mlfleet, specs, port)
@@ -330,6 +337,7 @@ def main() -> None:
                 monitoring_rounds,
                 args.seconds,
                 warm_seconds,
+                monitoring_conns,
             )
         finally:
             subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
@@ -492,6 +500,7 @@ def monitoring_cost(
     rounds: int,
     seconds: int,
     warm_seconds: int,
+    conns_list: tuple[int, ...] = (1, 32),
 ) -> dict[str, Any]:
     """Throughput at 32 connections and p50 at one with recording on and paused (see the
     module). Rounds alternate the order (on off, off on, ...), so neither side always runs
@@ -510,7 +519,7 @@ def monitoring_cost(
                 # idle ones within a flush interval: every replica follows within this.
                 for url, key in targets.values():
                     wrk(url, 32, SWITCH_SECONDS, body, key)
-                for conns in (1, 32):
+                for conns in conns_list:
                     for name, (url, key) in targets.items():
                         r: dict[str, Any] = {
                             "target": name,
