@@ -76,8 +76,8 @@ def write_specs(root: Path) -> Path:
                 "estimator": "sklearn.neural_network.MLPClassifier",
                 "params": {
                     "hidden_layer_sizes": [16],
-                    # A fixed number of epochs (no early stop): ~1-3 s a trial here.
-                    "max_iter": {"randint": [2500, 3500]},
+                    # A fixed number of epochs (no early stop): ~2-4 s a trial here.
+                    "max_iter": {"randint": [3500, 4500]},
                     "tol": 0.0,
                     "n_iter_no_change": 1_000_000,
                 },
@@ -110,8 +110,10 @@ def alive_nodes(head: RayHead) -> dict[str, bool]:
 
     return {
         n.node_id: n.is_head_node
-        for n in list_nodes(address=head.dashboard_url)
-        if n.state == "ALIVE"
+        for n in list_nodes(address=head.dashboard_url, detail=True)
+        # Alive with its CPUs registered: a search that starts before the second node's
+        # resources are known packs every trial on the head.
+        if n.state == "ALIVE" and (n.resources_total or {}).get("CPU", 0) >= 2
     }
 
 
