@@ -261,12 +261,14 @@ def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -
     # shortly after the API shows them.
     monitor_db = profile.postgres.url("monitor")
 
-    def stored_rows() -> int:
+    def stored_rows(kind: str = "sketch") -> int:
+        """Rows of the model's stored buckets of ``kind`` since the test began."""
         (total,) = query(
             monitor_db,
             "SELECT COALESCE(SUM(rows), 0) FROM monitor_buckets "
-            "WHERE model = :model AND kind = 'sketch' AND minute >= :minute",
+            "WHERE model = :model AND kind = :kind AND minute >= :minute",
             model=MODEL,
+            kind=kind,
             minute=int(since // 60),
         )
         return int(total[0])
@@ -295,16 +297,9 @@ def test_monitoring_keeps_its_tables_in_postgres(fleet: str, profile: Profile) -
     )
     assert labelled[0] == TRAFFIC_ROWS
 
-    def realised_rows() -> int:
-        (total,) = query(
-            monitor_db,
-            "SELECT COALESCE(SUM(rows), 0) FROM monitor_buckets "
-            "WHERE model = :model AND kind = 'error'",
-            model=MODEL,
-        )
-        return int(total[0])
-
-    wait_for(lambda: realised_rows() == TRAFFIC_ROWS, timeout=30, what="realised counters stored")
+    wait_for(
+        lambda: stored_rows("error") == TRAFFIC_ROWS, timeout=30, what="realised counters stored"
+    )
     assert not (profile.settings.home / "monitor.db").exists()
     # What the store reads back (its own SQL on PostgreSQL) matches the raw table.
     store = MonitorStore(monitor_db)
