@@ -36,6 +36,7 @@ from mlfleet.settings import Settings
 
 STATE_FILE = "head.json"
 START_TIMEOUT_S = 120.0
+START_ATTEMPTS = 3
 HEAD_IP = "127.0.0.1"
 """The address of every head mlfleet starts: all of its servers listen there only."""
 AUTH_MODE = "RAY_AUTH_MODE"
@@ -251,13 +252,46 @@ def start_head(
         ClusterError: RAY_AUTH_MODE asks for no token auth, or the head does not come up
             in time.
     """
-    bin_dir = Path(sys.executable).parent
-    port, agent, client = free_port(), free_port(), free_port()
-    dashboard = dashboard_port or free_port()
-    temp = Path(f"/tmp/mlfleet-ray-{os.getpid()}-{port}")
     log_dir = settings.home / "cluster"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "head.log"
+    env = _head_env(settings, env_overrides)
+    # Every port is picked free a moment before Ray binds it, and Ray's own processes (and
+    # any other head on the host) bind ports of the same ephemeral range meanwhile: a head
+    # that exits at once is started again on fresh ports.
+    for attempt in range(1, START_ATTEMPTS + 1):
+        offset = log.stat().st_size if log.exists() else 0
+        try:
+            return _start_head_once(settings, env, env_overrides, dashboard_port, log)
+        except _HeadExited as exited:
+            if attempt == START_ATTEMPTS:
+                raise ClusterError(
+                    f"ray start exited (code {exited.code}) {attempt} times; last said: "
+                    f"{_last_line(log, offset)!r}; see {log}"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+class _HeadExited(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _last_line(log: Path, offset: int) -> str:
+    """The last non-blank line ``log`` got after ``offset`` (what a failed start said)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _head_env(settings: Settings, env_overrides: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a head: this process's, the overrides, and token auth on."""
+    bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -285,6 +319,26 @@ def start_head(
     # second node could not join, and none should: this head is the whole cluster).
     # Clients need the switch too (mlfleet.ray_runtime.prepare_ray_env).
     env[LOCAL_CLUSTER] = "0"
+    return env
+
+
+def _start_head_once(
+    settings: Settings,
+    env: dict[str, str],
+    env_overrides: dict[str, str] | None,
+    dashboard_port: int | None,
+    log: Path,
+) -> HeadState:
+    """One `ray start --head` on fresh ports; its state once its GCS answers.
+
+    Raises:
+        _HeadExited: `ray start` exited before its GCS answered.
+        ClusterError: the head did not come up in time (it is stopped).
+    """
+    bin_dir = Path(sys.executable).parent
+    port, agent, client = free_port(), free_port(), free_port()
+    dashboard = dashboard_port or free_port()
+    temp = Path(f"/tmp/mlfleet-ray-{os.getpid()}-{port}")
     cmd = [
         str(bin_dir / "ray"),
         "start",
@@ -337,7 +391,9 @@ def start_head(
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _gcs_up(state.gcs_address):
         if proc.poll() is not None:
-            raise ClusterError(f"ray start exited (code {proc.returncode}); see {log}")
+            # Whatever it had started (a GCS server, say) goes with it.
+            _signal_all(session_processes(proc.pid), signal.SIGKILL)
+            raise _HeadExited(proc.returncode)
         if time.monotonic() > deadline:
             stop_head(state)
             raise ClusterError(
