@@ -40,6 +40,10 @@ def prepare_ray_env() -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault(LOCAL_CLUSTER, "0")
+    # Ctrl-C during a search: Tune's own handler ends the search early and returns, and the
+    # training would go on to register what the cut-short search found. Without it the
+    # interrupt ends the command, and nothing is registered.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 
 def connect(settings: Settings, address: str = "") -> None:
@@ -117,12 +121,11 @@ def _default_address(settings: Settings) -> str:
 
 def ensure_ray(settings: Settings) -> None:
     """:func:`connect` for Ray Data and Tune work: MLFLEET_RAY_ADDRESS, the warm local head
-    or an embedded Ray, with Ray Data's own progress output off (no-op when connected)."""
+    or an embedded Ray (kept when already joined), with Ray Data's own progress output off."""
     import ray
 
-    if ray.is_initialized():
-        return
-    connect(settings)
+    if not ray.is_initialized():
+        connect(settings)
     quiet_ray_data()
 
 

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         ge=1,
         description="CPUs for an embedded local Ray (default: all of this machine's).",
     )
+    warm_trainer: bool = Field(
+        default=True,
+        description="`mlfleet train` on mlfleet's local head hands the work to a warm trainer "
+        "actor there (started by `serve up` or the first training), which keeps Ray Tune, "
+        "scikit-learn and MLflow loaded between trainings; false trains in the command's "
+        "own process.",
+    )
     validate_engine: Literal["auto", "local", "ray"] = Field(
         default="auto",
         description="Where `data validate` checks batches: `local` in the command's own "

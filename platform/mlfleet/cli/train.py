@@ -40,14 +40,12 @@ def train(
     errors (bad spec, unknown dataset version, --extra-source with --dataset-version).
     """
     from mlfleet.errors import UsageError
-    from mlfleet.spec import load_spec
-    from mlfleet.training.run import train as run_train
     from mlfleet.training.trials import TrialOutcome
+    from mlfleet.training.warm import SpecSummary, train_on_head, warm_up_after
 
     extra_sources = list(extra_source or [])
     if extra_sources and dataset_version is not None:
         raise UsageError("--extra-source needs validating: it cannot go with --dataset-version")
-    loaded = load_spec(spec)
     settings = get_settings()
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -59,33 +57,56 @@ def train(
         transient=True,
         disable=as_json,
     ) as progress:
-        task = progress.add_task(f"{loaded.spec.name}: starting", total=None, best="")
-        state: dict[str, Any] = {"done": 0, "best": None}
-        sign = 1 if loaded.spec.search.mode == "max" else -1
+        # The spec's name, mode and size, once it is read (here, or by the warm trainer).
+        state: dict[str, Any] = {"done": 0, "best": None, "name": spec.parent.name}
+        task = progress.add_task(f"{state['name']}: starting", total=None, best="")
+
+        def known(summary: SpecSummary) -> None:
+            state["name"] = summary.name
+            state["sign"] = 1 if summary.mode == "max" else -1
+            state["total"] = summary.num_samples
 
         def stage(message: str) -> None:
-            total = loaded.spec.search.num_samples if message.startswith("searching") else None
-            progress.update(task, description=f"{loaded.spec.name}: {message}", total=total)
+            total = state["total"] if message.startswith("searching") else None
+            progress.update(task, description=f"{state['name']}: {message}", total=total)
             if not as_json:
-                err_console.print(f"  {escape(loaded.spec.name)}: {escape(message)}")
+                err_console.print(f"  {escape(state['name'])}: {escape(message)}")
 
         def trial_done(outcome: TrialOutcome) -> None:
             state["done"] += 1
             if outcome.final_score is not None and outcome.final_fraction == 1.0:
-                best = state["best"]
+                best, sign = state["best"], state["sign"]
                 if best is None or sign * outcome.final_score > sign * best:
                     state["best"] = outcome.final_score
             best_txt = "" if state["best"] is None else f"best {state['best']:.4f}"
             progress.update(task, completed=state["done"], best=best_txt)
 
-        result = run_train(
-            loaded,
+        # On mlfleet's local head a warm trainer does the work with everything loaded (and
+        # reads the spec itself: reading it here would import scikit-learn for nothing).
+        result = train_on_head(
+            spec,
             settings,
             dataset_version=dataset_version,
             extra_sources=extra_sources,
+            on_spec=known,
             on_trial_done=trial_done,
             on_stage=stage,
         )
+        if result is None:
+            from mlfleet.spec import load_spec
+            from mlfleet.training.run import train as run_train
+
+            loaded = load_spec(spec)
+            known(SpecSummary.of(loaded))
+            result = run_train(
+                loaded,
+                settings,
+                dataset_version=dataset_version,
+                extra_sources=extra_sources,
+                on_trial_done=trial_done,
+                on_stage=stage,
+            )
+            warm_up_after(settings)
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=str))
         return

@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,53 +38,12 @@ from mlfleet.training.promotion import (
     promotion_gate,
 )
 from mlfleet.training.reference import monitoring_document
+from mlfleet.training.result import DataRejected, TrainResult
 from mlfleet.training.search import run_search
 from mlfleet.training.space import sample_configs
 from mlfleet.training.trials import TrialOutcome, best_outcome, make_estimator
 
 INNER_VALIDATION_FRACTION = 0.25
-
-
-class DataRejected(MlfleetError):
-    """The training data failed validation (quarantine over the spec's limit)."""
-
-    code = "data_failed"
-    exit_code = 1
-
-
-@dataclass
-class TrainResult:
-    """What a training produced and decided."""
-
-    name: str
-    version: str
-    run_id: str
-    dataset_version: str
-    metric: str
-    score: float
-    champion_score: float | None
-    promoted: bool
-    decision: str
-    best: dict[str, Any]
-    holdout: dict[str, float]
-    trials: int
-    trials_completed: int
-    seconds: float
-    previous_champion: str | None = None
-    # Where champion_score came from: "logged" (the champion's own holdout score, logged at
-    # its registration on this very holdout), "rescored" (it was loaded and scored on this
-    # holdout), or None without a champion.
-    champion_score_source: str | None = None
-    notes: list[str] = field(default_factory=list)
-    # Wall seconds per step, in order: ray (joining or starting it), validate (or reading
-    # the named version), split, search (the Tune run), refit, log_register (MLflow runs,
-    # model serialisation, registry), gate (the champion's score, logged or re-scored;
-    # tags, aliases).
-    steps_s: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
 
 
 def git_sha(start: Path) -> str:
