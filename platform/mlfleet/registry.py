@@ -619,6 +619,16 @@ def list_models() -> list[ModelInfo]:
     return [_model_info(m, versions.get(m.name, [])) for m in sorted(models, key=lambda m: m.name)]
 
 
+def champions() -> dict[str, str | None]:
+    """Every registered model's champion version (None without one): one search of the
+    registered models, whose aliases name it; no version is read."""
+    models = _every(_client().search_registered_models, max_results=REGISTERED_MODELS_PAGE)
+    return {
+        m.name: (str(m.aliases[CHAMPION]) if CHAMPION in (m.aliases or {}) else None)
+        for m in models
+    }
+
+
 def model_versions(name: str) -> list[VersionInfo]:
     """Every version of a model, newest first."""
     versions = _every(_client().search_model_versions, filter_string=f"name = '{name}'")

@@ -241,3 +241,9 @@ def test_fleet_listing_agrees_with_one_lookup_at_a_time(second: TrainResult) -> 
     assert listed.versions == len(registry.model_versions("loan-default")) >= 2
     tags = mlflow.MlflowClient().get_registered_model("loan-default").tags
     assert listed.history == json.loads(tags[registry.HISTORY_TAG])
+    # The champions alone (what the gateway re-reads every few seconds) agree with both.
+    champions = registry.champions()
+    assert champions["loan-default"] == listed.champion.version
+    assert champions == {
+        m.name: (m.champion.version if m.champion else None) for m in registry.list_models()
+    }

@@ -337,6 +337,9 @@ class Gateway:
         self.models: list[registry.ModelInfo] | None = None  # the fleet as last listed
         self._listings_started = 0
         self._listing = 0  # the number of the listing in ``models``
+        self._champions_from = 0  # the number of the listing ``champions`` come from
+        self._listed_at = 0.0  # when the listing in ``models`` started (monotonic)
+        self._relisting: asyncio.Task[list[registry.ModelInfo]] | None = None
         self.cards: dict[tuple[str, str], ModelCard] = {}
         self.validators: dict[tuple[str, str], RowValidator] = {}
         self.inline = InlineModels(
@@ -464,29 +467,51 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.alias_refresh_seconds)
             try:
-                await self._refresh_models()
+                await self._refresh_champions()
             except Exception:  # the registry may be briefly unavailable: keep serving
-                log.warning("could not refresh the fleet's models", exc_info=True)
+                log.warning("could not refresh the fleet's champions", exc_info=True)
+
+    def _ticket(self) -> int:
+        """Listings are numbered as they start: one that started before the listing in hand
+        (a slow background refresh overtaken by a promotion's) is dropped."""
+        self._listings_started += 1
+        return self._listings_started
+
+    async def _refresh_champions(self) -> None:
+        """The champions alone, every few seconds: one registry call (the registered models
+        with their aliases). The whole listing, every version with its tags, is read only
+        when asked for (:meth:`fleet`): at 100 models it is ~10x the work, and on a
+        thread it still holds the GIL against the event loop (a tail on every request in
+        flight while it runs)."""
+        ticket = self._ticket()
+        champions = await asyncio.to_thread(registry.champions)
+        if ticket > self._champions_from:
+            self._champions_from = ticket
+            self.champions = champions
 
     async def _refresh_models(self) -> list[registry.ModelInfo]:
-        """List the fleet (two registry calls) and update the champions from it.
-
-        Listings are numbered as they start: one that started before the listing in hand
-        (a slow background refresh overtaken by a promotion's) is dropped.
-        """
-        self._listings_started += 1
-        ticket = self._listings_started
+        """List the fleet (two registry calls) and update the champions from it."""
+        ticket = self._ticket()
+        started = time.monotonic()
         models = await asyncio.to_thread(registry.list_models)
         if ticket > self._listing:
-            self._listing = ticket
+            self._listing, self._listed_at = ticket, started
             self.models = models
+        if ticket > self._champions_from:
+            self._champions_from = ticket
             self.champions = {m.name: m.champion.version if m.champion else None for m in models}
         return self.models if self.models is not None else models
 
     async def fleet(self) -> list[registry.ModelInfo]:
-        """Every registered model with its champion (cached; refreshed every few seconds)."""
+        """Every registered model with its champion and challenger, never older than the
+        refresh interval: re-read when older (callers meanwhile share that one read)."""
         self._ensure_refresher()
-        return self.models if self.models is not None else await self._refresh_models()
+        fresh = time.monotonic() - self._listed_at <= self.settings.alias_refresh_seconds
+        if self.models is not None and fresh:
+            return self.models
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.get_running_loop().create_task(self._refresh_models())
+        return await asyncio.shield(self._relisting)
 
     async def _refresh(self, name: str) -> str | None:
         info = await asyncio.to_thread(registry.alias_version, name, registry.CHAMPION)
