@@ -299,6 +299,29 @@ def models_list_ab(env: dict[str, str], three_uri: str, rounds: int = 5) -> dict
     }
 
 
+def refresh_costs(home: Path, rounds: int = 5) -> dict[str, Any]:
+    """What a gateway's periodic re-read costs at this size, in this process: the champions
+    alone (``registry.champions``, every few seconds) against the whole listing
+    (``registry.list_models``, when the dashboard or ``GET /v1/models`` asks), alternated."""
+    from mlfleet import registry
+    from mlfleet.settings import get_settings
+
+    registry.configure(get_settings(home=home))
+    registry.list_models()  # the store opened, MLflow's imports done
+    calls = {"champions": registry.champions, "list_models": registry.list_models}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {
+        f"{name}_{kind}_ms": round(1000 * statistics.median(t[i] for t in runs), 1)
+        for name, runs in times.items()
+        for i, kind in enumerate(("wall", "cpu"))
+    }
+
+
 # --- traffic -------------------------------------------------------------------------------
 
 
@@ -499,6 +522,8 @@ def main() -> None:
             "total_wall_s": round(first["wall_s"] + rest["wall_s"], 1),
         }
         results["models_list"] = {"models": args.models, **models_list_ab(env, three_uri)}
+        results["gateway_refresh"] = refresh_costs(root / "home")
+        print(f"gateway refresh: {results['gateway_refresh']}", flush=True)
         print(f"registration: {results['registration']}", flush=True)
 
         port = free_port()
