@@ -89,4 +89,24 @@ def test_removing_rows_of_a_whole_number_column_knows_when_its_extremes_survive(
     assert not stale and (rest.min, rest.max) == (0.0, 1.0)  # a 0 and a 1 remain
     rest, stale = every.remove(column_partial(pa.array([False, False]), col), integral=True)
     assert stale  # no 0 left: the minimum changed and must be read back
-    assert every.remove(some)[1]  # without the hint, any touched extreme is stale
+    assert not every.remove(some)[1]  # the counted extremes say it without the hint too
+
+
+def test_removing_rows_knows_from_the_counts_whether_an_extreme_survives() -> None:
+    """Floats far beyond the fine bins' whole numbers: only the counts of rows at the
+    minimum and at the maximum, merged over batches, can tell."""
+    col = ColumnSpec(name="price", type="float")
+    batches = [pa.array([7.25, 1e6, -3.5]), pa.array([1e6, 42.0]), pa.array([-3.5, 0.1, None])]
+    every = column_partial(batches[0], col)
+    for batch in batches[1:]:
+        every = every.merge(column_partial(batch, col))
+    assert (every.min, every.at_min, every.max, every.at_max) == (-3.5, 2, 1e6, 2)
+    # One of the two rows at each extreme goes: both extremes are still there.
+    rest, stale = every.remove(column_partial(pa.array([-3.5, 1e6, 42.0]), col))
+    assert not stale and (rest.min, rest.at_min, rest.max, rest.at_max) == (-3.5, 1, 1e6, 1)
+    # Both rows at the maximum go: it changed, and must be read back.
+    rest, stale = every.remove(column_partial(pa.array([1e6, 1e6]), col))
+    assert stale and rest.at_max == 0
+    # Rows away from the extremes: nothing to read back.
+    rest, stale = every.remove(column_partial(pa.array([7.25, 0.1]), col))
+    assert not stale and (rest.min, rest.max) == (-3.5, 1e6)

@@ -9,8 +9,8 @@ valid rows' key hashes. The driver finds duplicates across all sources from the 
 alone; Ray tasks then write a filtered copy of each file holding them and return the
 statistics of the rows they moved, which are subtracted, so the profile stays exact without
 reading the data again. No row ever travels to the driver. The local engine runs the very
-same steps (read tasks, :func:`summarise_batch`, dedup, profile, publish) one after the
-other in the driver, so both write the same version.
+same steps (read tasks, :func:`summarise_batch`, dedup, profile, publish) in the driver, on
+a few threads (pyarrow and numpy release the GIL), so both write the same version.
 
 Ray retries a task whose worker dies, so every task reads only inputs that no task
 rewrites, and writes each output to a temporary name renamed into place: a retry after a
@@ -29,8 +29,9 @@ import pickle
 import shutil
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -54,6 +55,9 @@ from mlfleet.settings import Settings
 DATA_DIR = "data"
 QUARANTINE_DIR = "quarantine"
 EXAMPLES_PER_RULE = 3
+# Threads of the local engine: batches checked, and files stripped of duplicates, at once.
+# Each holds one batch, so memory stays a few batches whatever the input's size.
+LOCAL_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 Progress = Callable[[int], None]
 Engine = Literal["local", "ray"]
@@ -353,7 +357,9 @@ def _remove_all(
 ) -> list[DroppedDuplicates]:
     """:func:`remove_duplicates_from_file` for each call: Ray tasks, or here in turn."""
     if engine == "local":
-        return [remove_duplicates_from_file(*call, contract) for call in calls]
+        with ThreadPoolExecutor(LOCAL_THREADS, thread_name_prefix="dedup") as pool:
+            futures = [pool.submit(remove_duplicates_from_file, *call, contract) for call in calls]
+            return [f.result() for f in futures]
     import ray
 
     remote = ray.remote(num_cpus=1)(remove_duplicates_from_file)
@@ -434,6 +440,7 @@ def _curated_partials(
             column = pq.read_table(staging / DATA_DIR, columns=[name]).column(name)
             exact = profile.column_partial(column, contract.column(name))
             rest.min, rest.max = exact.min, exact.max
+            rest.at_min, rest.at_max = exact.at_min, exact.at_max
         merged[name] = rest
     return merged
 
@@ -581,13 +588,21 @@ def _batch_summaries(
     """The streaming pass: :func:`summarise_batch` on every raw batch, as it completes.
 
     Ray: Ray Data's read tasks fused with :func:`validate_batch`. Local: the same read tasks
-    and the same function in this process, one batch in memory at a time, no Ray import.
+    and the same function in this process, no Ray import: batches are read here in order and
+    checked on ``LOCAL_THREADS`` threads, at most that many in memory at once; summaries
+    come back in read order.
     """
     kwargs: dict[str, Any] = {"contract": contract, "out_dir": str(staging), "labels": labels}
     if engine == "local":
         try:
-            for batch in local_batches(sources):
-                yield summarise_batch(batch, **kwargs)
+            with ThreadPoolExecutor(LOCAL_THREADS, thread_name_prefix="validate") as pool:
+                pending: deque[Future[BatchSummary]] = deque()
+                for batch in local_batches(sources):
+                    pending.append(pool.submit(summarise_batch, batch, **kwargs))
+                    if len(pending) >= LOCAL_THREADS:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
         except _SOURCE_FAULTS as exc:
             raise _source_fault(exc) from None
         return
