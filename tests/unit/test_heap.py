@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     class Node:
         pass
 
-    kept = [[i] for i in range(50_000)]  # what a replica keeps from its start-up (tracked)
+    kept = [{"i": i} for i in range(50_000)]  # what a replica keeps from its start-up
     cycle = Node()
     cycle.self = cycle  # start-up garbage only a collection frees
     gone = weakref.ref(cycle)
