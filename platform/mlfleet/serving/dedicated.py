@@ -17,7 +17,6 @@ from ray import serve
 
 from mlfleet import registry
 from mlfleet.monitoring.sender import SketchSender, sender_id
-from mlfleet.serving.heap import freeze_startup_heap
 from mlfleet.serving.models import predict, split_result
 
 KEEP_VERSIONS = 2
@@ -41,7 +40,6 @@ class DedicatedModel:
         self._largest_batch = 0
         self.predict_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self.predict_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
-        freeze_startup_heap()
 
     async def _model(self, version: str) -> Any:
         if version in self._models:

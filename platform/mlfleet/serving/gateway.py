@@ -40,7 +40,6 @@ from mlfleet.monitoring.protocol import FeedbackResult, Label
 from mlfleet.monitoring.sender import MonitorLink, MonitorUnavailable, SketchSender, sender_id
 from mlfleet.serving.auth import ADMIN_HEADER, ApiKey, authenticate, bearer, keyless_refusal
 from mlfleet.serving.dashboard.routes import register_dashboard
-from mlfleet.serving.heap import freeze_startup_heap
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
 from mlfleet.serving.models import (
     MODEL_NAME_PATTERN,
@@ -394,7 +393,6 @@ class Gateway:
                 "and admin routes need the %s: 1 header",
                 ADMIN_HEADER,
             )
-        freeze_startup_heap()
 
     def refusal(self, scope: Scope) -> JSONResponse | None:
         """The answer that ends a request before routing, or None to let it through."""

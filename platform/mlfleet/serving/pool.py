@@ -19,7 +19,6 @@ from ray import serve
 
 from mlfleet import registry
 from mlfleet.monitoring.sender import SketchSender, sender_id
-from mlfleet.serving.heap import freeze_startup_heap
 from mlfleet.serving.models import predict
 
 LOAD_TIMINGS_KEPT = 10_000  # the latest model loads a replica keeps the duration of
@@ -51,7 +50,6 @@ def pool_class(max_models: int) -> type:
             self.sketches = SketchSender(sender_id("pool"), settings)
             self._loads = 0
             self._load_seconds: deque[float] = deque(maxlen=LOAD_TIMINGS_KEPT)
-            freeze_startup_heap()
 
         @serve.multiplexed(max_num_models_per_replica=max_models)
         async def get_model(self, model_id: str) -> Any:
