@@ -13,8 +13,8 @@ the dashboard and `mlfleet models list` at that size.
    per request by a Lua script.
 3. Warm models: the same load restricted to the models the pool keeps loaded (the most
    requested ``max_num_models_per_replica``), after they were all loaded; then again with
-   4 connections, below saturation (at 32 closed-loop connections on 2 cores every request
-   waits ~32 / throughput, whatever serves it).
+   4 connections and with 1 (at 32 closed-loop connections on 2 cores every request waits
+   ~32 / throughput, whatever serves it; 4 already saturate the cores; 1 does not).
 4. Reports p50/p99 (overall and warm), throughput, non-2xx; cold loads (how many and how long,
    as the pool replicas report them: ``ModelPool.load_stats``); memory per pool replica; the
    monitor's CPU and ``GET /v1/monitoring`` latency during the load; the dashboard's render
@@ -54,7 +54,10 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "bench_fleet.json"
 KEY = "mlf_bench_fleet_key_0123456789"
 ZIPF_S = 1.1
-LIGHT_CONNS = 4  # the warm models' latency below saturation
+LIGHT_CONNS = 4  # the warm models' latency with a few connections
+# One request in flight: the warm models' latency below saturation (4 closed-loop connections
+# already keep the 2 cores as busy as 32 do: about the same throughput).
+SINGLE_CONN = 1
 TARGETS = {
     "warm_p99_ms": 50.0,
     "cold_load_ms": 500.0,
@@ -570,6 +573,9 @@ def main() -> None:
         results["zipf_warm_light"] = measure_traffic(
             url, warm_script, LIGHT_CONNS, max(10, args.seconds // 3), False
         )
+        results["zipf_warm_single"] = measure_traffic(
+            url, warm_script, SINGLE_CONN, max(10, args.seconds // 3), False
+        )
         results["warm_models"] = len(warm)
         loads = [x for s in stats if "load_seconds" in s for x in s["load_seconds"]]
         results["cold_loads"] = {
@@ -605,7 +611,7 @@ def main() -> None:
 def summarise(r: dict[str, Any]) -> None:
     n = r["models"]
     a, w, c = r["zipf_all"], r["zipf_warm"], r["cold_loads"]
-    wl = r["zipf_warm_light"]
+    wl, ws = r["zipf_warm_light"], r["zipf_warm_single"]
     d = r["dashboard"]
     mem = ", ".join(f"{p['rss_mb']:.0f} MB" for p in r["pool_replicas"]) or "?"
     print(
@@ -618,6 +624,8 @@ def summarise(r: dict[str, Any]) -> None:
         f"  (target < {TARGETS['warm_p99_ms']:.0f} ms)\n"
         f"  warm models, {LIGHT_CONNS} connections: {wl['rps']:.0f} req/s"
         f"  p50 {wl['p50_ms']:.1f} ms  p99 {wl['p99_ms']:.1f} ms\n"
+        f"  warm models, {SINGLE_CONN} connection: {ws['rps']:.0f} req/s"
+        f"  p50 {ws['p50_ms']:.1f} ms  p99 {ws['p99_ms']:.1f} ms\n"
         f"  cold loads: {c['count']}  p50 {c['p50_ms']} ms  p99 {c['p99_ms']} ms"
         f"  (target < {TARGETS['cold_load_ms']:.0f} ms)\n"
         f"  pool replicas: {mem}\n"
