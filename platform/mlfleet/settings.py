@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     alias_refresh_seconds: float = Field(
         default=2.0,
         gt=0,
-        description="How often the gateway re-reads the fleet's models and champion aliases.",
+        description="How often the gateway re-reads the champion aliases; its listing of the "
+        "fleet's models (GET /v1/models, the dashboard) is re-read when asked for once older.",
     )
 
     # --- overload and faults (Serve deployment options; docs/reliability.md) ---
