@@ -106,8 +106,10 @@ def _as_command(env: dict[str, str], cwd: str) -> Iterator[None]:
 class WarmTrainer:
     """The actor: trainings one at a time, with everything they import already loaded."""
 
-    def __init__(self, fingerprint: str) -> None:
-        self._fingerprint = fingerprint
+    def __init__(self) -> None:
+        # Of the code this process runs: the head's interpreter and files, which need not be
+        # those of the command that started it.
+        self._fingerprint = code_fingerprint()
         self._busy = threading.Lock()
         self._cancel = threading.Event()
         # What a training imports and maps the first time, paid here once.
@@ -221,7 +223,7 @@ def start_trainer() -> Any:
             # train() and cancel() at once; trainings themselves take turns (the lock).
             max_concurrency=4,
         )
-        .remote(code_fingerprint())
+        .remote()
     )
 
 
