@@ -37,6 +37,7 @@ from mlfleet.settings import Settings
 STATE_FILE = "head.json"
 START_TIMEOUT_S = 120.0
 START_ATTEMPTS = 3
+KILL_WAIT_S = 10.0
 HEAD_IP = "127.0.0.1"
 """The address of every head mlfleet starts: all of its servers listen there only."""
 AUTH_MODE = "RAY_AUTH_MODE"
@@ -428,15 +429,24 @@ def stop_head(state: HeadState, timeout: float = 60.0) -> None:
     """
     members = session_processes(state.pid)
     _signal_all(members, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in members) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    _signal_all(session_processes(state.pid), signal.SIGKILL)
+    _wait_gone(members, timeout)
+    survivors = session_processes(state.pid)
+    _signal_all(survivors, signal.SIGKILL)
+    # A killed process takes a moment to go (a large one frees its memory first): return
+    # once it has, so that nothing of the head outlives `down`.
+    _wait_gone(survivors, KILL_WAIT_S)
     _reap(state.pid)
     # HAProxy's config and sockets are worthless once it is gone (Ray's logs are kept).
     haproxy_files = state.env.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE")
     if haproxy_files:
         shutil.rmtree(haproxy_files, ignore_errors=True)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    """Wait until none of ``pids`` runs, for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _reap(pid: int, timeout: float = 5.0) -> None:
