@@ -218,6 +218,24 @@ def test_every_prediction_site_counts_what_it_predicted_and_the_gateway_logs_all
     assert len(set(ids)) == 2 and ids[0].startswith("gateway-") and ids[1].startswith("pool-")
 
 
+def test_replicas_freeze_what_their_model_loads_imported(
+    client: httpx.Client, monitor: None
+) -> None:
+    """After serving, the gateway and the pool froze the modules their first loads imported
+    (serving.heap), so their full collections no longer walk them."""
+    from ray import serve
+
+    rows = rows_of(loans_frame(4, seed=5))
+    predict_all(client, "mon-steady", rows, per_request=1)
+    gateway = serve.get_deployment_handle(GATEWAY, app_name="fleet").heap_stats.remote().result()
+    pool = serve.get_deployment_handle(POOL, app_name="fleet").load_stats.remote().result()
+    for site, heap in (("gateway", gateway), ("pool", pool["heap"])):
+        assert heap["settles"] >= 1, (site, heap)
+        # Ray froze each replica's start-up heap; the settles froze the loads' imports too.
+        assert heap["frozen_objects"] > 50_000, (site, heap)
+        assert len(heap["full_collection_ms"]) >= heap["settles"], (site, heap)  # timed
+
+
 def status_of(client: httpx.Client, name: str) -> dict[str, Any] | None:
     r = client.get("/v1/monitoring")
     if r.status_code != 200:

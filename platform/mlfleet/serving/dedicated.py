@@ -17,7 +17,8 @@ from ray import serve
 
 from mlfleet import registry
 from mlfleet.monitoring.sender import SketchSender, sender_id
-from mlfleet.serving.models import predict, split_result
+from mlfleet.serving import heap
+from mlfleet.serving.models import load_model, predict, split_result
 
 KEEP_VERSIONS = 2
 
@@ -34,6 +35,7 @@ class DedicatedModel:
         registry.configure(settings)
         self.name = name
         self.sketches = SketchSender(sender_id(f"dedicated-{name}"), settings)
+        heap.watch()
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._loading: dict[str, asyncio.Task[Any]] = {}
         self._batches = 0
@@ -47,9 +49,7 @@ class DedicatedModel:
             return self._models[version]
         task = self._loading.get(version)
         if task is None:
-            task = asyncio.ensure_future(
-                asyncio.to_thread(registry.load_pipeline, self.name, version)
-            )
+            task = asyncio.ensure_future(asyncio.to_thread(load_model, self.name, version))
             self._loading[version] = task
         try:
             model = await task

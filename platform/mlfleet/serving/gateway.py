@@ -38,6 +38,7 @@ from mlfleet import registry
 from mlfleet.errors import MlfleetError, NotFoundError
 from mlfleet.monitoring.protocol import FeedbackResult, Label
 from mlfleet.monitoring.sender import MonitorLink, MonitorUnavailable, SketchSender, sender_id
+from mlfleet.serving import heap
 from mlfleet.serving.auth import ADMIN_HEADER, ApiKey, authenticate, bearer, keyless_refusal
 from mlfleet.serving.dashboard.routes import register_dashboard
 from mlfleet.serving.inline import INLINE_WHEN_ONGOING_AT_MOST, InlineModels
@@ -48,6 +49,7 @@ from mlfleet.serving.models import (
     check_name,
     check_version,
     load_card,
+    load_model,
 )
 from mlfleet.serving.models import predict as predict_with
 from mlfleet.serving.names import POOL, SCALER, dedicated_deployment_name
@@ -346,11 +348,12 @@ class Gateway:
             self.settings.gateway_inline_models,
             self.settings.gateway_inline_max_bytes,
             size_of=registry.model_bytes,
-            load=registry.load_pipeline,
+            load=load_model,
         )
         self.ongoing = 0  # predict requests this replica is handling right now
         self.traffic = TrafficCounter()  # per model requests, errors, latency (dashboard)
         self.sketches = SketchSender(sender_id("gateway"), self.settings)
+        heap.watch()
         self.monitor = MonitorLink()
         # Model-aware scaling (mlfleet.serving.scaler): this replica counts its requests per
         # model, reports them to the scaler and learns from its reply which pool models have
@@ -470,6 +473,9 @@ class Gateway:
                 await self._refresh_champions()
             except Exception:  # the registry may be briefly unavailable: keep serving
                 log.warning("could not refresh the fleet's champions", exc_info=True)
+            # What requests imported since (the dashboard's charts, an error's formatting):
+            # frozen once, so that full collections do not walk it again (serving.heap).
+            heap.settle()
 
     def _ticket(self) -> int:
         """Listings are numbered as they start: one that started before the listing in hand
@@ -539,6 +545,10 @@ class Gateway:
             card = self.cards[key]
             self.validators[key] = RowValidator(card.contract, card.features)
         return self.cards[key]
+
+    async def heap_stats(self) -> dict[str, Any]:
+        """This replica's heap settles and full collections (for operators and benchmarks)."""
+        return heap.stats()
 
     # --- routes -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import pandas as pd
 from mlfleet import registry
 from mlfleet.contract.schema import Contract
 from mlfleet.errors import MlfleetError
+from mlfleet.serving import heap
 
 # Checked with ``fullmatch``: ``$`` would also match before a trailing newline, and a
 # name or version that reaches the registry must be exactly what these patterns say
@@ -78,6 +79,18 @@ def load_card(name: str, version: str, tags: dict[str, str]) -> ModelCard:
 
 def _plain(values: np.ndarray) -> list[Any]:
     return [v.item() if hasattr(v, "item") else v for v in values]
+
+
+def load_model(name: str, version: str) -> Any:
+    """A version's pipeline, loaded from the registry (blocking: run it in a worker thread).
+
+    A load that imported modules (a replica's first model of a kind) then settles the
+    replica's heap (:func:`mlfleet.serving.heap.settle`), so the full collections that
+    requests trigger no longer walk those modules.
+    """
+    model = registry.load_pipeline(name, version)
+    heap.settle()
+    return model
 
 
 def predict(model: Any, frame: pd.DataFrame) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from ray import serve
 
 from mlfleet import registry
 from mlfleet.monitoring.sender import SketchSender, sender_id
-from mlfleet.serving.models import predict
+from mlfleet.serving import heap
+from mlfleet.serving.models import load_model, predict
 
 LOAD_TIMINGS_KEPT = 10_000  # the latest model loads a replica keeps the duration of
 
@@ -48,6 +49,7 @@ def pool_class(max_models: int) -> type:
             settings = Settings.model_validate_json(settings_json)
             registry.configure(settings)
             self.sketches = SketchSender(sender_id("pool"), settings)
+            heap.watch()
             self._loads = 0
             self._load_seconds: deque[float] = deque(maxlen=LOAD_TIMINGS_KEPT)
 
@@ -56,7 +58,7 @@ def pool_class(max_models: int) -> type:
             name, _, version = model_id.partition("/")
             started = time.perf_counter()
             # Loading reads the registry and unpickles: keep the event loop free meanwhile.
-            model = await asyncio.to_thread(registry.load_pipeline, name, version)
+            model = await asyncio.to_thread(load_model, name, version)
             self._loads += 1
             self._load_seconds.append(time.perf_counter() - started)
             return model
@@ -87,6 +89,7 @@ def pool_class(max_models: int) -> type:
                 "max_models": max_models,
                 "loads": self._loads,
                 "load_seconds": list(self._load_seconds),
+                "heap": heap.stats(),
             }
 
         async def ready(self) -> bool:
