@@ -18,7 +18,10 @@ the dashboard and `mlfleet models list` at that size.
 4. Reports p50/p99 (overall and warm), throughput, non-2xx; cold loads (how many and how long,
    as the pool replicas report them: ``ModelPool.load_stats``); memory per pool replica; the
    monitor's CPU and ``GET /v1/monitoring`` latency during the load; the dashboard's render
-   time (``GET /`` with the admin key, when the gateway serves one); `models list` times.
+   time (``GET /`` with the admin key, when the gateway serves one); `models list` times;
+   every replica's full garbage collections (``heap_stats`` / ``load_stats``).
+5. The peer, once the fleet is down: the same warm models in a hand-written FastAPI app
+   under uvicorn (``plain_fleet_app.py``), with the same traffic and connection counts.
 
 Targets: p99 < 50 ms for warm models; a small model's cold load < 500 ms; the dashboard
 renders 100 models in < 1 s; `models list` at most 0.5 s slower than with three models.
@@ -48,7 +51,7 @@ from typing import Any
 import harness
 import httpx
 import yaml
-from bench_serve import bench_env, free_port, head_pid, run_wrk, wait_http
+from bench_serve import bench_env, free_port, head_pid, run_wrk, start_plain, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "bench_fleet.json"
@@ -365,6 +368,17 @@ def lua_script(models: list[str], weights: list[float], rows: dict[str, Any]) ->
 
 def pool_stats(gcs: str) -> list[dict[str, Any]]:
     """Every pool replica's ``load_stats`` (asked until no new replica answers)."""
+    return replica_stats(gcs, "ModelPool", "load_stats")
+
+
+def gateway_heap(gcs: str) -> list[dict[str, Any]]:
+    """Every gateway replica's heap settles and full collections (``heap_stats``)."""
+    return replica_stats(gcs, "Gateway", "heap_stats")
+
+
+def replica_stats(gcs: str, deployment: str, method: str) -> list[dict[str, Any]]:
+    """``method``'s answer from every replica of ``deployment`` (asked until no new replica
+    answers; replicas are told apart by their pid)."""
     code = (
         "import json\n"
         "from mlfleet.ray_runtime import connect, prepare_ray_env\n"
@@ -372,17 +386,60 @@ def pool_stats(gcs: str) -> list[dict[str, Any]]:
         "from ray import serve\n"
         "from mlfleet.settings import get_settings\n"
         f"connect(get_settings(), {gcs!r})\n"
-        "h = serve.get_deployment_handle('ModelPool', 'fleet')\n"
+        f"h = serve.get_deployment_handle({deployment!r}, 'fleet')\n"
         "seen = {}\n"
         "for _ in range(24):\n"
-        "    s = h.load_stats.remote().result(timeout_s=60)\n"
-        "    seen[s['replica']] = s\n"
+        f"    s = getattr(h, {method!r}).remote().result(timeout_s=60)\n"
+        "    seen[s.get('replica', s.get('pid'))] = s\n"
         "print(json.dumps(list(seen.values())))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         return [{"error": proc.stderr[-500:]}]
     return list(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def heap_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """A replica's heap stats in short: settles, frozen objects, its full collections."""
+    pauses = sorted(stats.get("full_collection_ms") or [0.0])
+    return {
+        "settles": stats.get("settles"),
+        "last_settle_ms": stats.get("last_settle_ms"),
+        "frozen_objects": stats.get("frozen_objects"),
+        "full_collections": stats.get("full_collections"),
+        "full_collection_p50_ms": round(statistics.median(pauses), 2),
+        "full_collection_max_ms": round(pauses[-1], 2),
+    }
+
+
+def plain_peer(
+    home: Path, env: dict[str, str], models: list[str], script: Path, runs: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """The warm models served by a hand-written FastAPI app under uvicorn (1 worker,
+    ``plain_fleet_app.py``), with the same traffic at the same connection counts."""
+    from mlfleet import registry
+    from mlfleet.settings import get_settings
+
+    registry.configure(get_settings(home=home))
+    champions = registry.champions()
+    port = free_port()
+    server = start_plain(
+        "benchmarks.plain_fleet_app:app",
+        port,
+        {
+            **env,
+            "BENCH_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            "BENCH_MODELS": ",".join(f"{m}/{champions[m]}" for m in models),
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/docs")
+        run_wrk(url, LIGHT_CONNS, 3, script)  # warm-up
+        return {f"c{conns}": run_wrk(url, conns, seconds, script) for conns, seconds in runs}
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def monitor_pids() -> list[int]:
@@ -599,6 +656,21 @@ def main() -> None:
             url, "/v1/monitoring", 5, {"Authorization": f"Bearer {KEY}"}
         )
         results["dashboard"] = dashboard(url, names)
+        results["heap"] = {
+            "gateway": [heap_summary(s) for s in gateway_heap(head.gcs_address)],
+            "pool": [heap_summary(s["heap"]) for s in pool_stats(head.gcs_address) if "heap" in s],
+        }
+        # The peer on the same warm models and traffic, once the fleet is down (same run).
+        subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
+        print("the plain FastAPI peer on the warm models ...", flush=True)
+        warm_seconds = max(10, args.seconds // 3)
+        results["plain_peer_warm"] = plain_peer(
+            root / "home",
+            env,
+            warm,
+            warm_script,
+            [(args.conns, warm_seconds), (LIGHT_CONNS, warm_seconds), (SINGLE_CONN, warm_seconds)],
+        )
     finally:
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
         shutil.rmtree(root, ignore_errors=True)
@@ -637,6 +709,18 @@ def summarise(r: dict[str, Any]) -> None:
             f"{d.get('models_shown')}/{d.get('models')} models shown"
             if d["available"]
             else f"  {d['note']}"
+        )
+        + "".join(
+            f"\n  plain FastAPI peer, warm models, {k[1:]} connection(s): {v['rps']:.0f} req/s"
+            f"  p50 {v['p50_ms']:.1f} ms  p99 {v['p99_ms']:.1f} ms"
+            for k, v in r.get("plain_peer_warm", {}).items()
+        )
+        + "".join(
+            f"\n  {site} heap: {h['settles']} settles, {h['frozen_objects']} objects frozen, "
+            f"{h['full_collections']} full collections (p50 {h['full_collection_p50_ms']} ms, "
+            f"max {h['full_collection_max_ms']} ms)"
+            for site, hs in r.get("heap", {}).items()
+            for h in hs
         )
         + f"\n  models list: {r['models_list']['three_models_s']} s with 3, "
         f"{r['models_list']['fleet_s']} s with {n} (+{r['models_list']['extra_s']} s, median of "

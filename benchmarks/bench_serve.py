@@ -349,30 +349,10 @@ def main() -> None:
         return
     tracking = f"sqlite:///{root / 'home' / 'mlflow.db'}"
     plain_port = free_port()
-    plain = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.plain_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(plain_port),
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=REPO,
-        env={
-            **env,
-            "BENCH_MODEL": "models:/bench-pool/1",
-            "BENCH_TRACKING_URI": tracking,
-            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
-        },
-        start_new_session=True,
+    plain = start_plain(
+        "benchmarks.plain_app:app",
+        plain_port,
+        {**env, "BENCH_MODEL": "models:/bench-pool/1", "BENCH_TRACKING_URI": tracking},
     )
     results: dict[str, Any] = {
         **harness.environment(["ray", "fastapi", "uvicorn", "scikit-learn", "mlflow"]),
@@ -439,6 +419,32 @@ def main() -> None:
         plain.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
     summarise(results, out_path)
+
+
+def start_plain(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A hand-written peer ``app`` under uvicorn, 1 worker, on 127.0.0.1:``port`` (the
+    caller waits for it to answer and terminates it)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        # The peers load the models with MLflow's own sklearn loader, as their users would.
+        env={**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"},
+        start_new_session=True,
+    )
 
 
 def head_pid(home: Path) -> int:
