@@ -236,7 +236,7 @@ def test_the_fingerprint_follows_the_code(tmp_path: Path) -> None:
 
 
 def start_training(spec: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    """`mlfleet train` with its progress lines on stderr (no --json)."""
+    """`mlfleet train` with its progress lines on stderr (no --json), answering Ctrl-C."""
     return subprocess.Popen(
         [*MLFLEET, "train", str(spec)],
         env=env,
@@ -244,7 +244,14 @@ def start_training(spec: Path, env: dict[str, str]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`make test &`, nohup) inherits SIGINT ignored,
+        # and Python keeps an ignored SIGINT ignored: the command would never see Ctrl-C.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_searching(proc: subprocess.Popen[str]) -> None:
