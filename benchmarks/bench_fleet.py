@@ -621,18 +621,15 @@ def main() -> None:
         warm_script = lua_script(warm, zipf_weights(len(warm)), rows)
         run_wrk(url, args.conns, 3, warm_script)  # load each of them everywhere first
         print(f"Zipf traffic over the {len(warm)} warm models ...", flush=True)
-        results["zipf_warm"] = measure_traffic(
-            url, warm_script, args.conns, max(10, args.seconds // 3), False
-        )
-        # Below saturation: with 32 closed-loop connections on 2 cores every request waits
-        # for ~32 / throughput (Little's law; plain uvicorn's p50 is ~180 ms there too), so
-        # the warm models' latency is also measured with a few connections.
-        results["zipf_warm_light"] = measure_traffic(
-            url, warm_script, LIGHT_CONNS, max(10, args.seconds // 3), False
-        )
-        results["zipf_warm_single"] = measure_traffic(
-            url, warm_script, SINGLE_CONN, max(10, args.seconds // 3), False
-        )
+        # With 32 closed-loop connections on 2 cores every request waits for ~32 /
+        # throughput (Little's law), whatever serves it, so the warm models' latency is also
+        # measured with a few connections and with one; the peer gets the same runs.
+        warm_runs = [
+            (conns, max(10, args.seconds // 3)) for conns in (args.conns, LIGHT_CONNS, SINGLE_CONN)
+        ]
+        warm_keys = ["zipf_warm", "zipf_warm_light", "zipf_warm_single"]
+        for key, (conns, seconds) in zip(warm_keys, warm_runs, strict=True):
+            results[key] = measure_traffic(url, warm_script, conns, seconds, False)
         results["warm_models"] = len(warm)
         loads = [x for s in stats if "load_seconds" in s for x in s["load_seconds"]]
         results["cold_loads"] = {
@@ -663,14 +660,7 @@ def main() -> None:
         # The peer on the same warm models and traffic, once the fleet is down (same run).
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
         print("the plain FastAPI peer on the warm models ...", flush=True)
-        warm_seconds = max(10, args.seconds // 3)
-        results["plain_peer_warm"] = plain_peer(
-            root / "home",
-            env,
-            warm,
-            warm_script,
-            [(args.conns, warm_seconds), (LIGHT_CONNS, warm_seconds), (SINGLE_CONN, warm_seconds)],
-        )
+        results["plain_peer_warm"] = plain_peer(root / "home", env, warm, warm_script, warm_runs)
     finally:
         subprocess.run([*mlfleet, "down"], env=env, capture_output=True, timeout=300)
         shutil.rmtree(root, ignore_errors=True)
