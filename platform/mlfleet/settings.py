@@ -141,14 +141,26 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Model versions a pool replica keeps loaded (LRU)."
     )
     gateway_inline_models: int = Field(
-        default=4,
+        default=8,
         ge=0,
-        description="Small model versions each gateway replica keeps to answer a request "
-        "itself when it has no other request in hand (a handle hop saved); under load requests "
-        "go to the pool or dedicated replicas and are batched there. 0 turns this off.",
+        description="Small model versions each gateway replica keeps to answer requests "
+        "itself (a handle hop saved): always when it has no other request in hand, and under "
+        "load for pool models cheaper than MLFLEET_GATEWAY_INLINE_UNDER_LOAD_MS. 0 turns this "
+        "off.",
     )
     gateway_inline_max_bytes: int = Field(
         default=32 << 20, ge=0, description="Largest stored model the gateway keeps."
+    )
+    gateway_inline_under_load_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="Under load, a gateway still predicts a pool model it holds itself when "
+        "that model's recent predictions there cost at most this much CPU (median). Forwarding "
+        "a request costs ~3.5 ms of CPU besides the prediction (~1.6 ms in the gateway, ~2 ms "
+        "in the model replica; bench_fleet's warm models) and makes it wait 3-6 ms; a "
+        "prediction this short holds the gateway's loop no longer. Slower models, and "
+        "dedicated ones, are forwarded under load and batched there. 0: forward every request "
+        "that overlaps another.",
     )
     alias_refresh_seconds: float = Field(
         default=2.0,

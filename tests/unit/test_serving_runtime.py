@@ -11,7 +11,12 @@ import pytest
 
 from mlfleet.serving.auth import digest
 from mlfleet.serving.deploy import fast_serve_env
-from mlfleet.serving.inline import InlineModels
+from mlfleet.serving.inline import (
+    COST_SAMPLES,
+    MIN_COST_SAMPLES,
+    PROBE_EVERY,
+    InlineModels,
+)
 from mlfleet.settings import get_settings
 
 
@@ -116,6 +121,51 @@ def test_large_and_unloadable_versions_are_refused_once_and_not_retried() -> Non
     big, broken, inline = asyncio.run(go())
     assert big is None and broken is None and inline.loaded() == [] and not inline._loading
     assert store.loads == [("x", "1")]  # the big one was never loaded, the broken one once
+
+
+def test_under_load_a_held_version_is_answered_here_while_its_median_cost_is_in_budget() -> None:
+    store = Store({("a", "1"): 1, ("b", "1"): 1})
+    budget = 0.002
+
+    async def go() -> list[Any]:
+        inline = InlineModels(1, 1000, store.size_of, store.load)
+        await settle(inline, "a", "1")  # asked twice
+        seen: list[Any] = [inline.answer_here("a", "1", budget)]  # unmeasured: it gets measured
+        inline.observe("a", "1", 0.04)  # the first one pays for set-up: not counted
+        for _ in range(MIN_COST_SAMPLES - 1):  # still being measured: cheap
+            inline.observe("a", "1", 0.006)
+        seen.append(inline.answer_here("a", "1", budget))
+        for cost in (0.001,) * MIN_COST_SAMPLES + (0.05,):  # one hit by a garbage collection
+            inline.observe("a", "1", cost)
+        seen.append(inline.answer_here("a", "1", budget))
+        seen.append(inline.answer_here("a", "1", 0.0))  # a budget of 0 admits nothing
+        for _ in range(COST_SAMPLES // 2 + 1):  # it became slower: most of its last ones
+            inline.observe("a", "1", 0.005)
+        asked = [inline.answer_here("a", "1", budget) for _ in range(2 * PROBE_EVERY)]
+        seen.append([i + 1 for i, here in enumerate(asked) if here])  # measured now and then
+        for _ in range(3):  # asked more often than a/1: b/1 replaces it
+            inline.get("b", "1")
+        await asyncio.gather(*inline._loading.values())
+        seen.append(inline.loaded())
+        inline.observe("a", "1", 0.5)  # no longer held: not recorded
+        for _ in range(2):
+            inline.get("a", "1")
+        await asyncio.gather(*inline._loading.values())
+        seen.append(inline.loaded())
+        seen.append(inline.answer_here("a", "1", budget))  # held again: measured afresh
+        return seen
+
+    assert asyncio.run(go()) == [
+        True,
+        True,
+        True,
+        False,
+        [PROBE_EVERY, 2 * PROBE_EVERY],
+        [("b", "1")],
+        [("a", "1")],
+        True,
+    ]
+    assert store.loads == [("a", "1"), ("b", "1"), ("a", "1")]
 
 
 @pytest.mark.parametrize(("models", "max_bytes"), [(0, 1000), (4, 0)])

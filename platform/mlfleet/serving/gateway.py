@@ -550,6 +550,10 @@ class Gateway:
         """This replica's heap settles and full collections (for operators and benchmarks)."""
         return heap.stats()
 
+    async def inline_stats(self) -> list[dict[str, Any]]:
+        """The model versions this replica holds and what their predictions here cost."""
+        return self.inline.stats()
+
     # --- routes -----------------------------------------------------------------------------
 
     async def healthz(self) -> dict[str, str]:
@@ -647,17 +651,14 @@ class Gateway:
         else:
             frame, logged = validator.read(body.rows())
         local = self.inline.get(name, version)
-        if local is not None:
-            # Let requests already waiting on the socket reach the handler first, so that
-            # ``ongoing`` sees them: an inline prediction blocks this loop while it runs.
-            await asyncio.sleep(0)
-        if local is not None and self.ongoing <= INLINE_WHEN_ONGOING_AT_MOST:
-            # Nothing else in hand: answering here beats a hop to a model replica.
+        if local is not None and await self._answers_itself(name, version):
             served_by = "gateway"
             if large:
                 result = await asyncio.to_thread(predict_with, local, frame)
             else:
+                spent = time.thread_time()
                 result = predict_with(local, frame)
+                self.inline.observe(name, version, time.thread_time() - spent)
         elif name in self.dedicated:
             served_by = "dedicated"
             deployment = self.dedicated[name]
@@ -689,6 +690,27 @@ class Gateway:
         )
         response.headers["X-Served-By"] = served_by
         return PredictResponse(model=name, version=version, request_id=request_id, **result)
+
+    async def _answers_itself(self, name: str, version: str) -> bool:
+        """Whether the gateway predicts a model version it holds rather than forwarding it.
+
+        A pool model whose predictions cost this replica less CPU than forwarding them
+        would: always (``gateway_inline_under_load_ms``). Any other (a slower model, or one
+        with a deployment of its own, whose replicas batch): only when this request is the
+        only one in hand.
+        """
+        if (
+            name not in self.dedicated
+            and name not in self.scaled
+            and self.inline.answer_here(
+                name, version, self.settings.gateway_inline_under_load_ms / 1000
+            )
+        ):
+            return True
+        # Let requests already waiting on the socket reach the handler first, so that
+        # ``ongoing`` sees them: an inline prediction blocks this loop while it runs.
+        await asyncio.sleep(0)
+        return self.ongoing <= INLINE_WHEN_ONGOING_AT_MOST
 
     async def _in_pool(self, name: str, version: str, frame: Any) -> Any:
         handle = self.pool.options(multiplexed_model_id=f"{name}/{version}")
