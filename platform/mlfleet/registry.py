@@ -16,6 +16,7 @@ concurrent promotions and rollbacks lose no entry.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 import time
@@ -29,6 +30,8 @@ from typing import Any
 from mlfleet.contract.schema import Contract
 from mlfleet.errors import ContractError, MlfleetError, NotFoundError
 from mlfleet.settings import Settings
+
+log = logging.getLogger("mlfleet.registry")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -174,7 +177,6 @@ def preload() -> None:
 
 def configure(settings: Settings) -> None:
     """Point MLflow (tracking and registry) at the settings' URI."""
-    import logging
     import os
     import warnings
 
@@ -333,7 +335,32 @@ def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:
 
 def set_challenger(name: str, version: str) -> None:
     """Mark ``version`` as the candidate."""
-    _client().set_registered_model_alias(name, CHALLENGER, str(version))
+    _set_alias(_client(), name, CHALLENGER, str(version))
+
+
+ALIAS_ATTEMPTS = 5
+
+
+def _set_alias(client: Any, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version``, again if the store failed it for a concurrent writer.
+
+    Two writers of one alias at once can make the store refuse one of them (a tracking
+    server on PostgreSQL: "UPDATE statement on table 'registered_model_aliases' expected to
+    update 1 row(s); 0 were matched"), as two trainings of one model finishing together did.
+    Setting an alias is idempotent, so the refused writer writes again; aliases stay
+    last-writer-wins. A failure that persists is raised.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(ALIAS_ATTEMPTS):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException:
+            if attempt == ALIAS_ATTEMPTS - 1:
+                raise
+            log.info("setting %s@%s failed, writing again", name, alias, exc_info=True)
+            time.sleep(0.05 * (attempt + 1))
 
 
 # --- champion history: an append-only log with write-once slots ----------------------------
@@ -472,7 +499,7 @@ def _reconcile(client: Any, name: str, run_id: str, entries: list[dict[str, Any]
     for _ in range(RECONCILE_ATTEMPTS):
         stack = _replay(entries)
         if stack:
-            client.set_registered_model_alias(name, CHAMPION, stack[-1])
+            _set_alias(client, name, CHAMPION, stack[-1])
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(stack))
         again = _read_log(client, run_id)
         if len(again) == len(entries):

@@ -151,6 +151,31 @@ def test_two_trainings_at_once_both_register_on_postgres(
     assert not (profile.settings.home / "mlartifacts").exists()
 
 
+def test_many_writers_of_one_alias_at_once_all_succeed(
+    trainings: list[subprocess.CompletedProcess[str]], profile: Profile
+) -> None:
+    # Two trainings of one model setting its challenger together once failed one of them on
+    # the tracking server (a stale UPDATE of the alias row). Many writers at once, here.
+    from mlflow import MlflowClient
+
+    before = registry.alias_version(MODEL, registry.CHALLENGER)
+
+    def write(worker: int) -> None:
+        for i in range(15):
+            registry.set_challenger(MODEL, "1" if (worker + i) % 2 else "2")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for future in [pool.submit(write, w) for w in range(6)]:
+            future.result()  # raises what a writer raised
+    registry.set_challenger(MODEL, "2")
+    last = registry.alias_version(MODEL, registry.CHALLENGER)
+    assert last is not None and last.version == "2"
+    if before is None:  # as the trainings left it, for the tests after this one
+        MlflowClient().delete_registered_model_alias(MODEL, registry.CHALLENGER)
+    else:
+        registry.set_challenger(MODEL, before.version)
+
+
 def test_a_tracking_server_that_does_not_answer_is_one_line(profile: Profile) -> None:
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {**profile.env, "MLFLEET_MLFLOW_TRACKING_URI": down}
