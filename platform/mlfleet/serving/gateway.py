@@ -694,10 +694,10 @@ class Gateway:
     async def _answers_itself(self, name: str, version: str) -> bool:
         """Whether the gateway predicts a model version it holds rather than forwarding it.
 
-        A pool model whose predictions cost this replica less CPU than forwarding them
-        would: always (``gateway_inline_under_load_ms``). Any other (a slower model, or one
-        with a deployment of its own, whose replicas batch): only when this request is the
-        only one in hand.
+        A pool model whose predictions here are short (median CPU within
+        ``gateway_inline_under_load_ms``; the hop would cost more): always. Any other (a
+        slower model, or one with a deployment of its own, whose replicas batch): only when
+        this request is the only one in hand.
         """
         if (
             name not in self.dedicated
